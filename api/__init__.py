@@ -1,0 +1,1 @@
+"""The web process: a Starlette app that validates requests and enqueues commands."""

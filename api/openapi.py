@@ -1,0 +1,220 @@
+"""The OpenAPI 3.1 document, built from the same pydantic models the API uses, so the
+schemas cannot drift from the code."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import orjson
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from api.idempotency import MAX_KEY_LENGTH
+from api.schemas import (
+    CommandAccepted,
+    CommandStatus,
+    HealthResponse,
+    ProblemResponse,
+    ReadyResponse,
+    SignupRequest,
+    UserResponse,
+)
+
+_MODELS: list[type[BaseModel]] = [
+    SignupRequest,
+    UserResponse,
+    CommandAccepted,
+    CommandStatus,
+    ProblemResponse,
+    HealthResponse,
+    ReadyResponse,
+]
+
+_ID_HEADERS = {
+    "X-Request-ID": {
+        "description": "The request's id (the client's, or a new one)",
+        "schema": {"type": "string"},
+    },
+    "X-Correlation-ID": {
+        "description": "Correlation id (defaults to the request id)",
+        "schema": {"type": "string"},
+    },
+}
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _json(model: type[BaseModel], description: str, **headers: Any) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": {**_ID_HEADERS, **headers},
+        "content": {"application/json": {"schema": _ref(model)}},
+    }
+
+
+def _problem(description: str, **headers: Any) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": {**_ID_HEADERS, **headers},
+        "content": {"application/problem+json": {"schema": _ref(ProblemResponse)}},
+    }
+
+
+_LOCATION = {"description": "Where the resource can be read", "schema": {"type": "string"}}
+_RETRY_AFTER = {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}
+_UNAVAILABLE = _problem(
+    "Redis or Postgres is unreachable; retry later", **{"Retry-After": _RETRY_AFTER}
+)
+
+_ID_PARAMETERS = [
+    {
+        "name": "X-Request-ID",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "maxLength": 128},
+    },
+    {
+        "name": "X-Correlation-ID",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "maxLength": 128},
+    },
+]
+
+
+def _uuid_path(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _paths() -> dict[str, Any]:
+    return {
+        "/signup": {
+            "post": {
+                "operationId": "signup",
+                "summary": "Create an account",
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "description": "Retry-safe key: the same key and body within 24 h "
+                        "replays the first answer.",
+                        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
+                    },
+                    *_ID_PARAMETERS,
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(SignupRequest)}},
+                },
+                "responses": {
+                    "201": _json(
+                        UserResponse,
+                        "Account created",
+                        Location=_LOCATION,
+                        **{"Idempotent-Replayed": {"schema": {"type": "string"}}},
+                    ),
+                    "202": _json(
+                        CommandAccepted,
+                        "Enqueued; the outcome was not ready in time. Poll Location.",
+                        Location=_LOCATION,
+                    ),
+                    "400": _problem("Malformed JSON or an invalid Idempotency-Key"),
+                    "409": _problem(
+                        "Email already registered, or the same Idempotency-Key is in flight",
+                        **{"Retry-After": _RETRY_AFTER},
+                    ),
+                    "413": _problem("Body larger than 64 KiB"),
+                    "415": _problem("Body is not application/json"),
+                    "422": _problem(
+                        "Invalid fields (see errors), or an Idempotency-Key "
+                        "reused with another body"
+                    ),
+                    "500": _problem("The command could not be processed"),
+                    "503": _UNAVAILABLE,
+                },
+            }
+        },
+        "/users/{user_id}": {
+            "get": {
+                "operationId": "getUser",
+                "summary": "Read a user (read model)",
+                "parameters": [_uuid_path("user_id"), *_ID_PARAMETERS],
+                "responses": {
+                    "200": _json(UserResponse, "The user"),
+                    "404": _problem("No user has this id"),
+                    "503": _UNAVAILABLE,
+                },
+            }
+        },
+        "/commands/{command_id}": {
+            "get": {
+                "operationId": "getCommand",
+                "summary": "The outcome of a command",
+                "parameters": [_uuid_path("command_id"), *_ID_PARAMETERS],
+                "responses": {
+                    "200": _json(
+                        CommandStatus,
+                        "pending, succeeded (with the user) or failed (with the problem)",
+                    ),
+                    "404": _problem("No command has this id (or its outcome has expired)"),
+                    "503": _UNAVAILABLE,
+                },
+            }
+        },
+        "/health": {
+            "get": {
+                "operationId": "health",
+                "summary": "Liveness: the process is up (no dependency checks)",
+                "parameters": _ID_PARAMETERS,
+                "responses": {"200": _json(HealthResponse, "Alive")},
+            }
+        },
+        "/ready": {
+            "get": {
+                "operationId": "ready",
+                "summary": "Readiness: Postgres, Redis, CPU, memory and disk",
+                "parameters": _ID_PARAMETERS,
+                "responses": {
+                    "200": _json(ReadyResponse, "Ready for traffic"),
+                    "503": _json(ReadyResponse, "Not ready: see the failing checks"),
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document",
+                "parameters": _ID_PARAMETERS,
+                "responses": {
+                    "200": {
+                        "description": "OpenAPI 3.1 document",
+                        "headers": _ID_HEADERS,
+                        "content": {"application/json": {}},
+                    }
+                },
+            }
+        },
+    }
+
+
+@functools.cache
+def openapi_document() -> bytes:
+    _, schemas = models_json_schema(
+        [(m, "validation") for m in _MODELS], ref_template="#/components/schemas/{model}"
+    )
+    document = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Signup service",
+            "version": "1.0.0",
+            "description": "Signups travel web → Redis stream → worker → Postgres; errors "
+            "are RFC 9457 problem details.",
+        },
+        "paths": _paths(),
+        "components": {"schemas": schemas["$defs"]},
+    }
+    return orjson.dumps(document)

@@ -1,0 +1,89 @@
+"""Request and response shapes. The request model parses; the domain rules validate; the
+response models exist to document the API (``/openapi.json``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from domain.rules import NAME_MAX, PASSWORD_MAX_BYTES, PASSWORD_MIN_CHARS
+
+
+class SignupRequest(BaseModel):
+    # strict: a number where a string belongs is an error, not silently converted.
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    # Lengths are checked by domain.rules (after trimming, in UTF-8 bytes for the
+    # password); the schema states them for clients.
+    name: str = Field(
+        description="1-255 characters after trimming",
+        json_schema_extra={"minLength": 1, "maxLength": NAME_MAX},
+    )
+    email: str = Field(
+        description="normalised: IDNA domain, whole address lower-cased",
+        json_schema_extra={"format": "email", "maxLength": 320},
+    )
+    password: str = Field(
+        description=f"at least {PASSWORD_MIN_CHARS} characters and at most "
+        f"{PASSWORD_MAX_BYTES} bytes in UTF-8 (bcrypt's limit; longer is refused)",
+        json_schema_extra={"minLength": PASSWORD_MIN_CHARS, "maxLength": PASSWORD_MAX_BYTES},
+    )
+    display_name: str | None = Field(
+        default=None,
+        description="1-255 characters after trimming; defaults to name",
+        json_schema_extra={"maxLength": NAME_MAX},
+    )
+
+
+class UserResponse(BaseModel):
+    id: str = Field(json_schema_extra={"format": "uuid"})
+    name: str
+    email: str
+    display_name: str
+    created_at: str = Field(json_schema_extra={"format": "date-time"})
+
+
+class CommandAccepted(BaseModel):
+    command_id: str = Field(json_schema_extra={"format": "uuid"})
+    status: Literal["pending"]
+
+
+class FieldProblem(BaseModel):
+    pointer: str = Field(description="JSON pointer (RFC 6901) into the request body")
+    detail: str
+
+
+class ProblemResponse(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldProblem] | None = None
+
+
+class CommandStatus(BaseModel):
+    command_id: str = Field(json_schema_extra={"format": "uuid"})
+    status: Literal["pending", "succeeded", "failed"]
+    user: UserResponse | None = None
+    problem: ProblemResponse | None = None
+
+
+class HealthResponse(BaseModel):
+    status: Literal["healthy"]
+    service: str
+    uptime_seconds: float
+
+
+class Check(BaseModel):
+    ok: bool
+    detail: str | None = None
+    latency_ms: float | None = None
+    usage_percent: float | None = None
+
+
+class ReadyResponse(BaseModel):
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, Check]

@@ -1,0 +1,128 @@
+"""The one place that opens pools and clients and wires the objects that use them.
+
+The web lifespan and the worker start-up call these; tests call them with test settings.
+Nothing is opened at import time.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import anyio
+import asyncpg
+from redis.asyncio import Redis
+
+from api.idempotency import IdempotencyStore
+from api.passwords import PasswordHasher
+from api.replies import ReplyListener
+from settings import Settings
+from storage.connections import check_redis, connect_postgres, redis_client
+from storage.keys import Keys
+from storage.users import PostgresUsers
+
+# Every non-blocking command takes milliseconds; a reply wait is not a socket read (it is a
+# future), so a short socket timeout makes an outage answer 503 quickly.
+SOCKET_TIMEOUT_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Web:
+    settings: Settings
+    keys: Keys
+    web_id: str
+    redis: Redis
+    pool: asyncpg.Pool
+    users: PostgresUsers
+    replies: ReplyListener
+    idempotency: IdempotencyStore
+    hasher: PasswordHasher
+    started_at: float
+
+
+@dataclass(frozen=True)
+class Worker:
+    settings: Settings
+    keys: Keys
+    redis: Redis
+    # XREADGROUP BLOCK needs its own connections, whose socket timeout exceeds the block.
+    blocking_redis: Redis
+    pool: asyncpg.Pool
+    users: PostgresUsers
+
+
+@asynccontextmanager
+async def _redis(settings: Settings, socket_timeout: float) -> AsyncIterator[Redis]:
+    client = redis_client(
+        settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        socket_timeout=socket_timeout,
+    )
+    try:
+        await check_redis(client, settings.redis_url)
+        yield client
+    finally:
+        await client.aclose()
+
+
+@asynccontextmanager
+async def _postgres(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    pool = await connect_postgres(
+        settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+    )
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@asynccontextmanager
+async def open_web(settings: Settings) -> AsyncIterator[Web]:
+    """Everything one web process needs; the reply listener is subscribed on entry."""
+    keys = Keys(settings.redis_namespace)
+    web_id = uuid.uuid4().hex[:12]
+    async with (
+        _redis(settings, SOCKET_TIMEOUT_SECONDS) as client,
+        _postgres(settings) as pool,
+        anyio.create_task_group() as tg,
+    ):
+        replies = ReplyListener(client, keys, web_id)
+        await tg.start(replies.run)
+        yield Web(
+            settings=settings,
+            keys=keys,
+            web_id=web_id,
+            redis=client,
+            pool=pool,
+            users=PostgresUsers(pool),
+            replies=replies,
+            idempotency=IdempotencyStore(
+                client,
+                ttl_seconds=settings.idempotency_ttl_seconds,
+                lease_seconds=settings.idempotency_lease_seconds,
+            ),
+            hasher=PasswordHasher(settings.bcrypt_rounds, settings.bcrypt_threads),
+            started_at=time.monotonic(),
+        )
+        tg.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def open_worker(settings: Settings) -> AsyncIterator[Worker]:
+    block_timeout = settings.worker_block_ms / 1000 + 5.0
+    async with (
+        _redis(settings, SOCKET_TIMEOUT_SECONDS) as client,
+        _redis(settings, block_timeout) as blocking,
+        _postgres(settings) as pool,
+    ):
+        yield Worker(
+            settings=settings,
+            keys=Keys(settings.redis_namespace),
+            redis=client,
+            blocking_redis=blocking,
+            pool=pool,
+            users=PostgresUsers(pool),
+        )

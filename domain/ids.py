@@ -1,0 +1,32 @@
+"""Identifiers for users and commands.
+
+UUIDv7 (RFC 9562): time-ordered, so new rows land at the right edge of the primary-key
+B-tree instead of on random pages, which keeps inserts cheap as the table grows.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+
+
+def uuid7() -> uuid.UUID:
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76  # version
+    value |= (rand >> 68) << 64 & (0xFFF << 64)  # 12 random bits (rand_a)
+    value |= 0b10 << 62  # variant
+    value |= rand & ((1 << 62) - 1)  # 62 random bits (rand_b)
+    return uuid.UUID(int=value)
+
+
+def parse_uuid(text: str) -> uuid.UUID | None:
+    """The UUID in ``text``, or None when it is not the canonical 36-character form."""
+    if len(text) != 36:
+        return None
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None

@@ -1,0 +1,72 @@
+"""Loguru set-up for both process types.
+
+One JSON object per line when ``LOG_JSON`` is on, readable text otherwise. Standard-library
+loggers (uvicorn, asyncio, ...) are routed into loguru. uvicorn gives its loggers their own
+handlers with ``propagate=False``, so a root handler alone would miss them: their handlers
+are replaced too.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import sys
+import traceback
+from typing import Any
+
+import orjson
+from loguru import logger
+
+_STDLIB_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "asyncio", "asyncpg", "redis")
+
+
+class _InterceptHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level: str | int = logger.level(record.levelname).name
+        except ValueError:
+            level = record.levelno
+        frame, depth = inspect.currentframe(), 0
+        while frame is not None and (depth == 0 or frame.f_code.co_filename == logging.__file__):
+            frame = frame.f_back
+            depth += 1
+        logger.opt(depth=depth, exception=record.exc_info).log(level, record.getMessage())
+
+
+def _json_sink(message: Any) -> None:
+    # A flat object (not loguru's nested "record") is what log shippers index well.
+    record = message.record
+    line: dict[str, Any] = {
+        "ts": record["time"].isoformat(),
+        "level": record["level"].name,
+        "event": record["message"],
+        "logger": record["name"],
+    }
+    line.update(record["extra"])
+    exc = record["exception"]
+    if exc is not None and exc.type is not None:
+        line["exception"] = "".join(traceback.format_exception(exc.type, exc.value, exc.traceback))
+    sys.stderr.write(orjson.dumps(line, default=str).decode() + "\n")
+
+
+def configure_logging(*, json: bool, level: str, service: str) -> None:
+    logger.remove()
+    logger.configure(extra={"service": service})
+    if json:
+        logger.add(_json_sink, level=level, backtrace=False, diagnose=False)
+    else:
+        logger.add(
+            sys.stderr,
+            level=level,
+            backtrace=False,
+            diagnose=False,  # diagnose prints local variables: it could print a password
+            format=(
+                "<green>{time:HH:mm:ss.SSS}</green> <level>{level: <7}</level> "
+                "<cyan>{message}</cyan> {extra}"
+            ),
+        )
+    logging.basicConfig(handlers=[_InterceptHandler()], level=0, force=True)
+    for name in _STDLIB_LOGGERS:
+        std = logging.getLogger(name)
+        std.handlers = [_InterceptHandler()]
+        std.propagate = False

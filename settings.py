@@ -1,0 +1,65 @@
+"""Every setting of the service, read from the environment in one place.
+
+Each field is documented in the README's "Settings" table; the environment variable is the
+field name in upper case (``DATABASE_URL``, ``REPLY_TIMEOUT_SECONDS``, ...).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    database_url: str = "postgresql://root@127.0.0.1:5432/root"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Every stream, group, key and channel name starts with this, so several deployments
+    # (or test runs, or the benchmark) can share one Redis without seeing each other.
+    redis_namespace: str = Field(default="signup", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    port: int = Field(default=8000, ge=1, le=65535)
+    service_name: str = "signup-service"
+
+    bcrypt_rounds: int = Field(default=12, ge=4, le=31)
+    # Hashing runs in threads; more threads than cores only queues work inside the GIL-free
+    # bcrypt call and costs memory, so the default follows the core count.
+    bcrypt_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+
+    reply_timeout_seconds: float = Field(default=5.0, gt=0)
+    idempotency_ttl_seconds: int = Field(default=86_400, ge=1)
+    # A reservation that was never enqueued (its web process died) frees the key after this.
+    idempotency_lease_seconds: int = Field(default=30, ge=1)
+    outcome_ttl_seconds: int = Field(default=86_400, ge=1)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+
+    worker_concurrency: int = Field(default=4, ge=1, description="batches in flight per worker")
+    worker_batch_size: int = Field(default=64, ge=1, le=1000)
+    worker_block_ms: int = Field(default=2_000, ge=10)
+    # An entry pending this long on a consumer is taken over (XAUTOCLAIM) by another one.
+    # Far above the longest batch; a busy worker also refreshes the idle time of what it
+    # holds, so slow work is never stolen.
+    worker_claim_idle_ms: int = Field(default=30_000, ge=100)
+    worker_max_deliveries: int = Field(default=5, ge=1)
+    # honcho sends SIGKILL 5 s after SIGTERM, Kubernetes and Heroku 30 s.
+    worker_shutdown_grace_seconds: float = Field(default=4.0, ge=0)
+    deadletter_maxlen: int = Field(default=10_000, ge=1)
+    worker_name: str = Field(
+        default_factory=lambda: (
+            os.environ.get("HONCHO_PROCESS_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+        )
+    )
+
+    db_pool_min: int = Field(default=1, ge=0)
+    db_pool_max: int = Field(default=10, ge=1)
+    redis_max_connections: int = Field(default=64, ge=2)
+
+    ready_max_cpu_percent: float = Field(default=100.0, gt=0, le=100)
+    ready_max_memory_percent: float = Field(default=95.0, gt=0, le=100)
+    ready_max_disk_percent: float = Field(default=95.0, gt=0, le=100)
+
+    log_json: bool = False
+    log_level: str = "INFO"

@@ -1,0 +1,1 @@
+"""Adapters to Postgres and Redis: schema, queries, streams, keys and the read model."""

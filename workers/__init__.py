@@ -1,0 +1,1 @@
+"""The worker process: consumes the commands stream and writes Postgres and the read model."""

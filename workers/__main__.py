@@ -1,0 +1,59 @@
+"""``python -m workers``: one worker process (scale with ``honcho start -c worker=N``).
+
+SIGTERM or SIGINT stops reading at once; batches in hand are finished within
+``WORKER_SHUTDOWN_GRACE_SECONDS``, after which they are abandoned unacked, to be resumed
+by this consumer name at its next start or reclaimed by another worker.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+import anyio
+from anyio import CancelScope
+from loguru import logger
+
+from bootstrap import open_worker
+from observability.logs import configure_logging
+from settings import Settings
+from storage.connections import DependencyUnavailable
+from workers.consumer import Consumer
+
+
+async def _on_signals(consumer: Consumer, scope: CancelScope, grace: float) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            logger.info("worker.stopping", signal=signal.Signals(signum).name, grace_seconds=grace)
+            consumer.stop()
+            break
+        with anyio.move_on_after(grace):
+            async for _ in signals:  # a second signal means: now
+                break
+        logger.warning("worker.grace_expired")
+        scope.cancel()
+
+
+async def main() -> int:
+    settings = Settings()
+    configure_logging(
+        json=settings.log_json, level=settings.log_level, service=f"{settings.service_name}-worker"
+    )
+    try:
+        async with open_worker(settings) as worker, anyio.create_task_group() as tg:
+            consumer = Consumer(worker)
+            tg.start_soon(
+                _on_signals, consumer, tg.cancel_scope, settings.worker_shutdown_grace_seconds
+            )
+            logger.info("worker.started", consumer=consumer.name, stream=worker.keys.commands)
+            await consumer.run()
+            tg.cancel_scope.cancel()
+    except DependencyUnavailable as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    logger.info("worker.stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(anyio.run(main, backend_options={"use_uvloop": True}))

@@ -1,0 +1,245 @@
+"""The worker's life: read commands from the stream through the consumer group, apply them to
+Postgres in batches, write the read model, outcome and reply, and only then ``XACK``.
+
+Delivery is at least once; applying a command twice is harmless (see
+``domain.handlers.sign_up``), so the rule is simple: never ack what was not committed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import asyncpg
+from loguru import logger
+from redis.exceptions import RedisError, ResponseError
+
+from bootstrap import Worker
+from domain.handlers import sign_up
+from domain.model import Outcome, UserSignedUp
+from storage import streams
+from storage.outcomes import failed_json, outcome_json, user_json
+
+# Postgres or network faults that a retry can outlive; anything else is the command's fault.
+TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.AdminShutdownError,
+)
+DEAD_LETTERED = "dead-lettered"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    entry_id: str
+    fields: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    entry_id: str
+    envelope: streams.Envelope
+
+
+class Backoff:
+    """Exponential backoff with full jitter, capped."""
+
+    def __init__(self, base: float = 0.05, cap: float = 2.0) -> None:
+        self._base, self._cap, self._attempt = base, cap, 0
+
+    async def sleep(self) -> None:
+        delay = min(self._cap, self._base * 2**self._attempt)
+        self._attempt += 1
+        await anyio.sleep(random.uniform(0, delay))
+
+    def reset(self) -> None:
+        self._attempt = 0
+
+
+class Consumer:
+    def __init__(self, worker: Worker) -> None:
+        self.w = worker
+        self.s = worker.settings
+        self.keys = worker.keys
+        self.name = worker.settings.worker_name
+        self.stopping = anyio.Event()
+        self._slots = anyio.Semaphore(worker.settings.worker_concurrency)
+        self._outcome_ttl_ms = worker.settings.outcome_ttl_seconds * 1000
+
+    # -- group and reads -------------------------------------------------------------
+
+    async def ensure_group(self) -> None:
+        try:
+            await self.w.redis.xgroup_create(
+                self.keys.commands, self.keys.group, id="0", mkstream=True
+            )
+            logger.info("group.created", stream=self.keys.commands, group=self.keys.group)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def read(self, last_id: str, *, block: int | None) -> list[Delivery]:
+        """One XREADGROUP; on NOGROUP (Redis lost its data) the group is made again."""
+        try:
+            reply = await self.w.blocking_redis.xreadgroup(
+                self.keys.group,
+                self.name,
+                {self.keys.commands: last_id},
+                count=self.s.worker_batch_size,
+                block=block,
+            )
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            logger.warning("group.missing", stream=self.keys.commands)
+            await self.ensure_group()
+            return []
+        if not reply:
+            return []
+        # RESP2 gives [[stream, entries]]; RESP3 gives {stream: [entries]}.
+        entries: Sequence[Any] = (
+            next(iter(reply.values()))[0] if isinstance(reply, dict) else reply[0][1]
+        )
+        # A pending entry whose data was trimmed comes back with no fields.
+        return [Delivery(entry_id, fields or {}) for entry_id, fields in entries]
+
+    # -- processing -------------------------------------------------------------------
+
+    async def process(self, deliveries: list[Delivery]) -> None:
+        """Apply a batch and settle every entry in it (acked, or left pending on failure)."""
+        decoded: list[Decoded] = []
+        for d in deliveries:
+            try:
+                decoded.append(Decoded(d.entry_id, streams.decode(d.fields)))
+            except streams.MalformedEntry as exc:
+                await self.dead_letter(d, str(exc))
+        if not decoded:
+            return
+        outcomes = await self._apply(decoded)
+        if outcomes is not None:
+            await self._settle(decoded, outcomes)
+
+    async def _apply(self, batch: list[Decoded]) -> list[Outcome] | None:
+        """Outcomes of the batch, retrying through outages; None if stopping before that."""
+        backoff = Backoff()
+        while True:
+            try:
+                return await sign_up([d.envelope.command for d in batch], self.w.users)
+            except TRANSIENT_DB_ERRORS as exc:
+                logger.warning("postgres.unavailable", error=type(exc).__name__, batch=len(batch))
+                if self.stopping.is_set():
+                    return None
+                await backoff.sleep()
+
+    async def _settle(self, batch: list[Decoded], outcomes: list[Outcome]) -> None:
+        """Read model, outcome, reply and ack in one MULTI: one round trip, all or nothing."""
+        backoff = Backoff()
+        while True:
+            try:
+                async with self.w.redis.pipeline(transaction=True) as pipe:
+                    for d, outcome in zip(batch, outcomes, strict=True):
+                        document = outcome_json(outcome)
+                        if isinstance(outcome, UserSignedUp):
+                            pipe.set(self.keys.user(str(outcome.user.id)), user_json(outcome.user))
+                        cid = str(d.envelope.command.command_id)
+                        pipe.set(self.keys.command(cid), document, px=self._outcome_ttl_ms)
+                        if d.envelope.reply_channel:
+                            pipe.publish(d.envelope.reply_channel, document)
+                    pipe.xack(self.keys.commands, self.keys.group, *(d.entry_id for d in batch))
+                    await pipe.execute()
+                break
+            except (RedisError, OSError) as exc:
+                logger.warning("redis.unavailable", error=type(exc).__name__, batch=len(batch))
+                if self.stopping.is_set():
+                    return
+                await backoff.sleep()
+        for d, outcome in zip(batch, outcomes, strict=True):
+            c = d.envelope.command
+            logger.info(
+                "command.applied",
+                command_id=str(c.command_id),
+                request_id=c.request_id,
+                correlation_id=c.correlation_id,
+                outcome="succeeded" if isinstance(outcome, UserSignedUp) else "failed",
+            )
+
+    async def dead_letter(self, delivery: Delivery, error: str) -> None:
+        """Move an entry that cannot be processed to the dead-letter stream and ack it; tell
+        its waiting request (if it can be told) that the command failed."""
+        fields = {f"original.{k}": v for k, v in delivery.fields.items() if k != "password"}
+        fields.update({"error": error, "entry_id": delivery.entry_id, "consumer": self.name})
+        command_id = delivery.fields.get("command_id", "")
+        reply_channel = delivery.fields.get("reply_channel", "")
+        async with self.w.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(
+                self.keys.deadletters,
+                fields,  # type: ignore[arg-type]
+                maxlen=self.s.deadletter_maxlen,
+                approximate=True,
+            )
+            if command_id:
+                failed = failed_json(
+                    command_id, DEAD_LETTERED, "The command could not be processed."
+                )
+                pipe.set(self.keys.command(command_id), failed, px=self._outcome_ttl_ms)
+                if reply_channel:
+                    pipe.publish(reply_channel, failed)
+            pipe.xack(self.keys.commands, self.keys.group, delivery.entry_id)
+            await pipe.execute()
+        logger.error("command.dead_lettered", entry_id=delivery.entry_id, error=error)
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def drain_own_pending(self) -> None:
+        """Finish what this consumer name held when it last stopped (id 0 reads its PEL)."""
+        while not self.stopping.is_set():
+            deliveries = await self.read("0", block=None)
+            if not deliveries:
+                return
+            logger.info("pending.resumed", count=len(deliveries))
+            await self.process(deliveries)
+
+    async def _process_and_release(self, deliveries: list[Delivery]) -> None:
+        try:
+            await self.process(deliveries)
+        finally:
+            self._slots.release()
+
+    async def run(self) -> None:
+        """Read and process until ``stop()``; in-flight batches are finished before return."""
+        await self.ensure_group()
+        await self.drain_own_pending()
+        backoff = Backoff()
+        async with anyio.create_task_group() as tg:
+            while not self.stopping.is_set():
+                await self._slots.acquire()
+                try:
+                    with anyio.CancelScope() as self._read_scope:
+                        deliveries = await self.read(">", block=self.s.worker_block_ms)
+                    backoff.reset()
+                except (RedisError, OSError) as exc:
+                    self._slots.release()
+                    logger.warning("redis.unavailable", error=type(exc).__name__)
+                    await backoff.sleep()
+                    continue
+                if self._read_scope.cancelled_caught or not deliveries:
+                    self._slots.release()
+                    continue
+                tg.start_soon(self._process_and_release, deliveries)
+        logger.info("worker.drained", consumer=self.name)
+
+    def stop(self) -> None:
+        """Stop reading; batches already read are finished (or left pending for reclaim)."""
+        self.stopping.set()
+        scope = getattr(self, "_read_scope", None)
+        if scope is not None:
+            scope.cancel()
