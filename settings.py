@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -63,3 +64,14 @@ class Settings(BaseSettings):
 
     log_json: bool = False
     log_level: str = "INFO"
+
+
+def load_settings() -> Settings:
+    """Settings from the environment; on a bad value, one line per problem and exit 2."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            name = "_".join(str(p) for p in error["loc"]).upper()
+            print(f"invalid setting {name}: {error['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None

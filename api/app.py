@@ -15,11 +15,11 @@ from api.problems import EXCEPTION_HANDLERS
 from api.routes import ROUTES
 from bootstrap import open_web
 from observability.logs import configure_logging
-from settings import Settings
+from settings import Settings, load_settings
 
 
 def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> Starlette:
-    settings = settings or Settings()
+    settings = settings or load_settings()
     if configure_logs:
         configure_logging(
             json=settings.log_json, level=settings.log_level, service=f"{settings.service_name}-web"

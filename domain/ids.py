@@ -7,6 +7,7 @@ B-tree instead of on random pages, which keeps inserts cheap as the table grows.
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
 
@@ -22,11 +23,12 @@ def uuid7() -> uuid.UUID:
     return uuid.UUID(int=value)
 
 
+_CANONICAL = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+
+
 def parse_uuid(text: str) -> uuid.UUID | None:
-    """The UUID in ``text``, or None when it is not the canonical 36-character form."""
-    if len(text) != 36:
+    """The UUID in ``text``, or None when it is not the canonical 36-character form
+    (``uuid.UUID`` alone would also take braces, ``urn:`` prefixes and missing dashes)."""
+    if _CANONICAL.fullmatch(text) is None:
         return None
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        return None
+    return uuid.UUID(text)

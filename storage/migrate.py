@@ -12,7 +12,7 @@ from importlib import resources
 import anyio
 import asyncpg
 
-from settings import Settings
+from settings import load_settings
 from storage.connections import DependencyUnavailable, connect_postgres
 
 # Any fixed number works; it only has to be the same for every migrating process.
@@ -51,7 +51,7 @@ async def apply_migrations(pool: asyncpg.Pool) -> list[str]:
 
 
 async def _main() -> int:
-    settings = Settings()
+    settings = load_settings()
     try:
         pool = await connect_postgres(settings.database_url, min_size=1, max_size=1)
     except DependencyUnavailable as exc:

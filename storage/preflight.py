@@ -11,7 +11,7 @@ import sys
 
 import anyio
 
-from settings import Settings
+from settings import load_settings
 from storage.connections import (
     DependencyUnavailable,
     check_redis,
@@ -21,7 +21,7 @@ from storage.connections import (
 
 
 async def _main() -> int:
-    settings = Settings()
+    settings = load_settings()
     failures: list[str] = []
     try:
         pool = await connect_postgres(settings.database_url, min_size=1, max_size=1)

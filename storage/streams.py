@@ -62,8 +62,9 @@ def _field(fields: dict[str, str], name: str) -> str:
 
 
 def _uuid(fields: dict[str, str], name: str) -> uuid.UUID:
+    value = _field(fields, name)
     try:
-        return uuid.UUID(_field(fields, name))
+        return uuid.UUID(value)
     except ValueError:
         raise MalformedEntry(f"field {name!r} is not a UUID") from None
 

@@ -16,7 +16,7 @@ from loguru import logger
 
 from bootstrap import open_worker
 from observability.logs import configure_logging
-from settings import Settings
+from settings import load_settings
 from storage.connections import DependencyUnavailable
 from workers.consumer import Consumer
 
@@ -35,7 +35,7 @@ async def _on_signals(consumer: Consumer, scope: CancelScope, grace: float) -> N
 
 
 async def main() -> int:
-    settings = Settings()
+    settings = load_settings()
     configure_logging(
         json=settings.log_json, level=settings.log_level, service=f"{settings.service_name}-worker"
     )

@@ -7,6 +7,7 @@ Delivery is at least once; applying a command twice is harmless (see
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -131,6 +132,7 @@ class Consumer:
     async def _apply(self, batch: list[Decoded]) -> list[Outcome] | None:
         """Outcomes of the batch, retrying through outages; None if stopping before that."""
         backoff = Backoff()
+        refreshed = anyio.current_time()
         while True:
             try:
                 return await sign_up([d.envelope.command for d in batch], self.w.users)
@@ -139,6 +141,17 @@ class Consumer:
                 if self.stopping.is_set():
                     return None
                 await backoff.sleep()
+                if anyio.current_time() - refreshed > self.s.worker_claim_idle_ms / 3000:
+                    await self._keep_alive([d.entry_id for d in batch])
+                    refreshed = anyio.current_time()
+
+    async def _keep_alive(self, entry_ids: list[str]) -> None:
+        """Reset the idle time of entries still being worked on, so no other worker reclaims
+        them (JUSTID: the delivery count is left alone, so an outage is no poison)."""
+        with contextlib.suppress(RedisError, OSError):
+            await self.w.redis.xclaim(
+                self.keys.commands, self.keys.group, self.name, 0, list[Any](entry_ids), justid=True
+            )
 
     async def _settle(self, batch: list[Decoded], outcomes: list[Outcome]) -> None:
         """Read model, outcome, reply and ack in one MULTI: one round trip, all or nothing."""
@@ -197,6 +210,65 @@ class Consumer:
             await pipe.execute()
         logger.error("command.dead_lettered", entry_id=delivery.entry_id, error=error)
 
+    async def process_redelivered(self, deliveries: list[Delivery]) -> None:
+        """Process entries delivered before; those delivered too often are dead-lettered."""
+        counts = await self._delivery_counts([d.entry_id for d in deliveries])
+        fresh: list[Delivery] = []
+        for d in deliveries:
+            times = counts.get(d.entry_id, 0)
+            if times > self.s.worker_max_deliveries:
+                await self.dead_letter(d, f"delivered {times} times without success")
+            else:
+                fresh.append(d)
+        if fresh:
+            await self.process(fresh)
+
+    async def _delivery_counts(self, entry_ids: list[str]) -> dict[str, int]:
+        pending = await self.w.redis.xpending_range(
+            self.keys.commands,
+            self.keys.group,
+            min=min(entry_ids),
+            max=max(entry_ids),
+            count=len(entry_ids) * 10,
+            consumername=self.name,
+        )
+        return {str(p["message_id"]): int(p["times_delivered"]) for p in pending}
+
+    async def reclaim(self) -> int:
+        """Take over entries idle past the threshold on any consumer (a dead one, most
+        likely) and process them; returns how many were taken."""
+        cursor, taken = "0-0", 0
+        while not self.stopping.is_set():
+            reply = await self.w.redis.xautoclaim(
+                self.keys.commands,
+                self.keys.group,
+                self.name,
+                min_idle_time=self.s.worker_claim_idle_ms,
+                start_id=cursor,
+                count=self.s.worker_batch_size,
+            )
+            cursor, claimed = reply[0], reply[1]
+            deliveries = [Delivery(entry_id, fields or {}) for entry_id, fields in claimed]
+            if deliveries:
+                taken += len(deliveries)
+                logger.warning("pending.reclaimed", count=len(deliveries))
+                await self.process_redelivered(deliveries)
+            if cursor == "0-0":
+                break
+        return taken
+
+    async def _reclaim_forever(self) -> None:
+        period = self.s.worker_claim_idle_ms / 2000
+        while not self.stopping.is_set():
+            with anyio.move_on_after(period):
+                await self.stopping.wait()
+            if self.stopping.is_set():
+                return
+            try:
+                await self.reclaim()
+            except (RedisError, OSError) as exc:
+                logger.warning("redis.unavailable", error=type(exc).__name__, during="reclaim")
+
     # -- lifecycle --------------------------------------------------------------------
 
     async def drain_own_pending(self) -> None:
@@ -206,7 +278,7 @@ class Consumer:
             if not deliveries:
                 return
             logger.info("pending.resumed", count=len(deliveries))
-            await self.process(deliveries)
+            await self.process_redelivered(deliveries)
 
     async def _process_and_release(self, deliveries: list[Delivery]) -> None:
         try:
@@ -220,6 +292,7 @@ class Consumer:
         await self.drain_own_pending()
         backoff = Backoff()
         async with anyio.create_task_group() as tg:
+            tg.start_soon(self._reclaim_forever)
             while not self.stopping.is_set():
                 await self._slots.acquire()
                 try:

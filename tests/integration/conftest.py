@@ -1,0 +1,55 @@
+"""In-process web app and worker, against the real Postgres and Redis."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import httpx
+import pytest
+from starlette.types import Receive, Scope, Send
+
+from api.app import create_app
+from bootstrap import open_worker
+from settings import Settings
+from workers.consumer import Consumer
+
+
+@asynccontextmanager
+async def web_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to the app in this process, lifespan included."""
+    app = create_app(settings, configure_logs=False)
+    async with app.router.lifespan_context(app) as state:
+
+        async def with_state(scope: Scope, receive: Receive, send: Send) -> None:
+            scope["state"] = dict(state or {})
+            await app(scope, receive, send)
+
+        transport = httpx.ASGITransport(app=with_state)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+@asynccontextmanager
+async def running_worker(settings: Settings) -> AsyncIterator[Consumer]:
+    """A worker consuming in the background until the block exits (then stopped cleanly)."""
+    async with open_worker(settings) as worker, anyio.create_task_group() as tg:
+        consumer = Consumer(worker)
+        tg.start_soon(consumer.run)
+        try:
+            yield consumer
+        finally:
+            consumer.stop()
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with web_client(settings) as c:
+        yield c
+
+
+@pytest.fixture
+async def worker(settings: Settings) -> AsyncIterator[Consumer]:
+    async with running_worker(settings) as consumer:
+        yield consumer

@@ -1,0 +1,103 @@
+"""The worker against the real Redis and Postgres: redelivery, dead letters, own PEL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import anyio
+import asyncpg
+import httpx
+import pytest
+import redis.asyncio as redis
+
+from settings import Settings
+from storage.keys import Keys
+from tests.integration.conftest import running_worker, web_client
+from tests.redis_typed import add, entries, get_json
+from workers.consumer import Consumer
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def r(settings: Settings) -> AsyncIterator[redis.Redis]:
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+async def _until_acked(r: redis.Redis, keys: Keys, within: float = 10) -> None:
+    with anyio.fail_after(within):
+        while True:
+            groups = await r.xinfo_groups(keys.commands)
+            if groups and groups[0]["pending"] == 0 and groups[0]["lag"] == 0:
+                return
+            await anyio.sleep(0.05)
+
+
+async def test_redelivered_command_creates_one_user(
+    client: httpx.AsyncClient, worker: Consumer, settings: Settings, r: redis.Redis
+) -> None:
+    keys = Keys(settings.redis_namespace)
+    created = await client.post(
+        "/signup",
+        json={"name": "Ann", "email": f"{uuid.uuid4().hex}@example.com", "password": "pw123456"},
+    )
+    assert created.status_code == 201
+    [(_, fields)] = await entries(r, keys.commands)
+    await add(r, keys.commands, fields)  # the same command, delivered a second time
+    await _until_acked(r, keys)
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        count = await conn.fetchval(
+            "SELECT count(*) FROM users WHERE email = $1", created.json()["email"]
+        )
+    finally:
+        await conn.close()
+    assert count == 1
+    outcome = await get_json(r, keys.command(fields["command_id"]))
+    assert outcome["status"] == "succeeded"
+    assert outcome["user"] == created.json()
+
+
+async def test_malformed_entry_is_dead_lettered_and_the_worker_goes_on(
+    client: httpx.AsyncClient, worker: Consumer, settings: Settings, r: redis.Redis
+) -> None:
+    keys = Keys(settings.redis_namespace)
+    bad_id = await add(r, keys.commands, {"type": "signup.v1", "command_id": "not-a-uuid"})
+    await _until_acked(r, keys)
+    [(_, letter)] = await entries(r, keys.deadletters)
+    assert letter["entry_id"] == bad_id
+    assert letter["original.command_id"] == "not-a-uuid"
+    assert "UUID" in letter["error"]
+    after = await client.post(
+        "/signup",
+        json={"name": "Bo", "email": f"{uuid.uuid4().hex}@example.com", "password": "pw123456"},
+    )
+    assert after.status_code == 201
+
+
+async def test_worker_resumes_its_own_pending_entries(settings: Settings, r: redis.Redis) -> None:
+    keys = Keys(settings.redis_namespace)
+    quick = settings.model_copy(update={"reply_timeout_seconds": 0.2})
+    async with running_worker(quick) as consumer:
+        await consumer.ensure_group()
+        consumer.stop()
+    email = f"{uuid.uuid4().hex}@example.com"
+    async with web_client(quick) as client:
+        sent = await client.post(
+            "/signup", json={"name": "Cy", "email": email, "password": "pw123456"}
+        )
+    assert sent.status_code == 202
+    # Deliver to this consumer name without processing: as if it died mid-batch.
+    delivered = await r.xreadgroup(keys.group, settings.worker_name, {keys.commands: ">"})
+    assert delivered
+    assert (await r.xinfo_groups(keys.commands))[0]["pending"] == 1
+    async with running_worker(settings):
+        await _until_acked(r, keys)
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM users WHERE email = $1", email) == 1
+    finally:
+        await conn.close()

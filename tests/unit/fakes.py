@@ -1,0 +1,35 @@
+"""In-memory implementations of the domain's abstractions, for unit tests."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from domain.handlers import UserStore
+from domain.model import SignUp, User
+
+
+class FakeUserStore(UserStore):
+    """``UserStore`` over a dict, with the Postgres constraints: ids and emails unique,
+    commands applied in stream order (an earlier command of a batch wins an email)."""
+
+    def __init__(self, users: Sequence[User] = ()) -> None:
+        self.users: dict[uuid.UUID, User] = {u.id: u for u in users}
+        self.password_hashes: dict[uuid.UUID, str] = {}
+
+    async def add_many(self, commands: Sequence[SignUp]) -> dict[uuid.UUID, User]:
+        taken = {u.email for u in self.users.values()}
+        for command in commands:
+            if command.user_id in self.users or command.email in taken:
+                continue
+            self.users[command.user_id] = User(
+                id=command.user_id,
+                name=command.name,
+                email=command.email,
+                display_name=command.display_name,
+                created_at=datetime.now(UTC),
+            )
+            self.password_hashes[command.user_id] = command.password_hash
+            taken.add(command.email)
+        return {c.user_id: self.users[c.user_id] for c in commands if c.user_id in self.users}
