@@ -14,11 +14,14 @@ from dataclasses import dataclass
 
 import anyio
 import asyncpg
+from opentelemetry import trace
 from redis.asyncio import Redis
 
 from api.idempotency import IdempotencyStore
 from api.passwords import PasswordHasher
 from api.replies import ReplyListener
+from observability.metrics import WebMetrics, WorkerMetrics
+from observability.tracing import TRACER_NAME
 from settings import Settings
 from storage.connections import check_redis, connect_postgres, redis_client
 from storage.keys import Keys
@@ -40,6 +43,8 @@ class Web:
     replies: ReplyListener
     idempotency: IdempotencyStore
     hasher: PasswordHasher
+    metrics: WebMetrics
+    tracer: trace.Tracer
     started_at: float
 
 
@@ -52,6 +57,8 @@ class Worker:
     blocking_redis: Redis
     pool: asyncpg.Pool
     users: PostgresUsers
+    metrics: WorkerMetrics
+    tracer: trace.Tracer
 
 
 @asynccontextmanager
@@ -80,7 +87,9 @@ async def _postgres(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 
 
 @asynccontextmanager
-async def open_web(settings: Settings) -> AsyncIterator[Web]:
+async def open_web(
+    settings: Settings, metrics: WebMetrics, tracer_provider: trace.TracerProvider
+) -> AsyncIterator[Web]:
     """Everything one web process needs; the reply listener is subscribed on entry."""
     keys = Keys(settings.redis_namespace)
     web_id = uuid.uuid4().hex[:12]
@@ -105,13 +114,18 @@ async def open_web(settings: Settings) -> AsyncIterator[Web]:
                 lease_seconds=settings.idempotency_lease_seconds,
             ),
             hasher=PasswordHasher(settings.bcrypt_rounds, settings.bcrypt_threads),
+            metrics=metrics,
+            tracer=tracer_provider.get_tracer(TRACER_NAME),
             started_at=time.monotonic(),
         )
         tg.cancel_scope.cancel()
 
 
 @asynccontextmanager
-async def open_worker(settings: Settings) -> AsyncIterator[Worker]:
+async def open_worker(
+    settings: Settings, tracer_provider: trace.TracerProvider | None = None
+) -> AsyncIterator[Worker]:
+    provider = tracer_provider or trace.NoOpTracerProvider()
     block_timeout = settings.worker_block_ms / 1000 + 5.0
     async with (
         _redis(settings, SOCKET_TIMEOUT_SECONDS) as client,
@@ -125,4 +139,6 @@ async def open_worker(settings: Settings) -> AsyncIterator[Worker]:
             blocking_redis=blocking,
             pool=pool,
             users=PostgresUsers(pool),
+            metrics=WorkerMetrics(),
+            tracer=provider.get_tracer(TRACER_NAME),
         )

@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     # Every stream, group, key and channel name starts with this, so several deployments
     # (or test runs, or the benchmark) can share one Redis without seeing each other.
     redis_namespace: str = Field(default="signup", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    # Interface the worker's /metrics listens on (the web's is uvicorn's --host).
+    host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     service_name: str = "signup-service"
 

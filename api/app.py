@@ -7,34 +7,51 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from loguru import logger
+from opentelemetry import trace
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.opentelemetry import OpenTelemetryMiddleware
 
-from api.middleware import RequestContextMiddleware
+from api.middleware import MetricsMiddleware, RequestContextMiddleware
 from api.problems import EXCEPTION_HANDLERS
 from api.routes import ROUTES
 from bootstrap import open_web
+from observability import tracing
 from observability.logs import configure_logging
+from observability.metrics import WebMetrics
 from settings import Settings, load_settings
 
 
-def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> Starlette:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    configure_logs: bool = True,
+    tracer_provider: trace.TracerProvider | None = None,
+) -> Starlette:
+    """The web app. Tests pass their own settings and (for traces) an in-memory provider."""
     settings = settings or load_settings()
+    service = f"{settings.service_name}-web"
     if configure_logs:
-        configure_logging(
-            json=settings.log_json, level=settings.log_level, service=f"{settings.service_name}-web"
-        )
+        configure_logging(json=settings.log_json, level=settings.log_level, service=service)
+    provider = tracer_provider or tracing.tracer_provider(service)
+    metrics = WebMetrics()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        async with open_web(settings) as web:
+        async with open_web(settings, metrics, provider) as web:
             logger.info("web.started", web_id=web.web_id, namespace=settings.redis_namespace)
             yield {"web": web}
         logger.info("web.stopped", web_id=web.web_id)
+        tracing.shutdown(provider)
 
     return Starlette(
         routes=ROUTES,
-        middleware=[Middleware(RequestContextMiddleware)],
+        middleware=[
+            # One source of server spans: Starlette's own middleware (a no-op when off).
+            Middleware(OpenTelemetryMiddleware, tracer_provider=provider),
+            Middleware(RequestContextMiddleware),
+            Middleware(MetricsMiddleware, metrics=metrics),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

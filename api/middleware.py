@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from loguru import logger
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from observability.metrics import WebMetrics
+
 MAX_ID_LENGTH = 128
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def _usable(value: str | None) -> str | None:
@@ -45,3 +49,45 @@ class RequestContextMiddleware:
 
         with logger.contextualize(request_id=request_id, correlation_id=correlation_id):
             await self.app(scope, receive, send_with_ids)
+
+
+class MetricsMiddleware:
+    """HTTP request count, latency and in-flight gauge by route template, plus one access
+    log line per request (uvicorn's own access log is off: it knows no request id)."""
+
+    def __init__(self, app: ASGIApp, metrics: WebMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        m = self.metrics
+        started = time.perf_counter()
+        status = 500  # what the client gets if the app raises before answering
+        m.in_flight.inc({})
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            elapsed = time.perf_counter() - started
+            m.in_flight.dec({})
+            # The template, never the raw path: ids in labels would explode cardinality.
+            route = getattr(scope.get("route"), "path_format", None) or "unmatched"
+            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+            m.requests.inc({"route": route, "method": method, "status": str(status)})
+            m.duration.observe({"route": route, "method": method}, elapsed)
+            logger.info(
+                "request.finished",
+                method=method,
+                route=route,
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+            )

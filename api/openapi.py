@@ -184,6 +184,20 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics of this web process (text exposition 0.0.4)",
+                "parameters": _ID_PARAMETERS,
+                "responses": {
+                    "200": {
+                        "description": "Metrics",
+                        "headers": _ID_HEADERS,
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
         "/openapi.json": {
             "get": {
                 "operationId": "openapi",

@@ -9,6 +9,7 @@ import anyio
 import orjson
 import psutil
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -18,10 +19,11 @@ from api.idempotency import InvalidKey, check_key
 from api.openapi import openapi_document
 from api.problems import Problem, invalid, pointer
 from api.schemas import SignupRequest
-from api.signup import Answer, outcome_problem, submit_signup
-from domain.errors import CommandNotFound, UserNotFound
+from api.signup import Answer, outcome_problem, signup_outcome, submit_signup
+from domain.errors import CommandNotFound, DomainError, UserNotFound
 from domain.ids import parse_uuid
 from domain.rules import validate_signup
+from observability.metrics import exposition
 from storage.outcomes import FAILED, SUCCEEDED
 from storage.read_model import read_user
 
@@ -69,6 +71,19 @@ def _parse_signup(body: Any) -> SignupRequest:
 
 async def signup(request: Request) -> Response:
     web = _web(request)
+    try:
+        answer = await _signup(request, web)
+    except RedisError:
+        web.metrics.signups.inc({"outcome": "unavailable"})
+        raise
+    except (Problem, DomainError):
+        web.metrics.signups.inc({"outcome": "invalid"})
+        raise
+    web.metrics.signups.inc({"outcome": signup_outcome(answer)})
+    return _respond(answer)
+
+
+async def _signup(request: Request, web: Web) -> Answer:
     key_header = request.headers.get("idempotency-key")
     try:
         key = None if key_header is None else check_key(key_header)
@@ -77,7 +92,7 @@ async def signup(request: Request) -> Response:
     body = await read_json(request, web.settings.max_body_bytes)
     parsed = _parse_signup(body)
     data = validate_signup(parsed.name, parsed.email, parsed.password, parsed.display_name)
-    answer = await submit_signup(
+    return await submit_signup(
         web,
         data,
         body,
@@ -85,7 +100,6 @@ async def signup(request: Request) -> Response:
         request_id=request.state.request_id,
         correlation_id=request.state.correlation_id,
     )
-    return _respond(answer)
 
 
 async def get_user(request: Request) -> Response:
@@ -163,6 +177,12 @@ async def openapi(request: Request) -> Response:
     return _json(openapi_document())
 
 
+async def metrics(request: Request) -> Response:
+    web = _web(request)
+    content, headers = exposition(web.metrics.registry, web.metrics.process)
+    return Response(content, 200, headers)
+
+
 ROUTES = [
     Route("/signup", signup, methods=["POST"]),
     Route("/users/{user_id}", get_user, methods=["GET"]),
@@ -170,4 +190,5 @@ ROUTES = [
     Route("/health", health, methods=["GET"]),
     Route("/ready", ready, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
 ]

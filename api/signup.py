@@ -7,12 +7,14 @@ command's journey from here to the HTTP answer is in this module.
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import orjson
 from loguru import logger
+from opentelemetry.trace import SpanKind
 from redis.exceptions import RedisError
 
 from api.idempotency import COMPLETED, RESERVED, Entry, Record, fingerprint
@@ -21,6 +23,7 @@ from domain.handlers import EMAIL_TAKEN
 from domain.ids import uuid7
 from domain.model import SignUp
 from domain.rules import SignupData
+from observability import tracing
 from storage import streams
 from storage.outcomes import FAILED, SUCCEEDED, pending_json
 
@@ -64,6 +67,24 @@ def answer_from_outcome(document_text: str) -> Answer:
         return Answer(201, orjson.dumps(user), location=f"/users/{user['id']}")
     assert document["status"] == FAILED
     return _problem_answer(outcome_problem(document))
+
+
+def _idempotency_outcome(answer: Answer) -> str:
+    if answer.replayed:
+        return "replayed"
+    return "mismatch" if answer.status == 422 else "in_flight"
+
+
+def signup_outcome(answer: Answer) -> str:
+    """The ``signups_total`` label for an answer to POST /signup."""
+    if answer.replayed:
+        return "replayed"
+    if answer.status == 409:
+        return "email_taken" if EMAIL_TAKEN.encode() in answer.body else "in_flight"
+    return _OUTCOMES.get(answer.status, "invalid")
+
+
+_OUTCOMES = {201: "created", 202: "accepted", 500: "failed", 503: "unavailable"}
 
 
 def accepted(command_id: str) -> Answer:
@@ -135,9 +156,14 @@ async def submit_signup(
         fp = fingerprint("POST", SIGNUP_PATH, body)
         found = await web.idempotency.reserve(record_key, token, fp)
         if found is not None:
-            if found.fingerprint != fp:
-                return _key_reused()
-            return await _replay(web, record_key, found, data.password)
+            answer = (
+                _key_reused()
+                if found.fingerprint != fp
+                else await _replay(web, record_key, found, data.password)
+            )
+            web.metrics.idempotency.inc({"outcome": _idempotency_outcome(answer)})
+            return answer
+        web.metrics.idempotency.inc({"outcome": "new"})
 
     enqueued = False
     try:
@@ -151,22 +177,38 @@ async def submit_signup(
             request_id=request_id,
             correlation_id=correlation_id,
         )
-        entry = Entry(
-            stream=web.keys.commands,
-            fields=streams.encode(
-                streams.Envelope(command, web.replies.channel(cid), streams.now_iso())
-            ),
-            outcome_key=web.keys.command(cid),
-            pending=pending_json(cid),
-        )
         with web.replies.expect(cid):
-            entry_id = await _enqueue(web, entry, record_key, token, command)
-            if entry_id is None:
-                # Our lease ran out before we enqueued and another request took the key.
-                return _in_flight()
+            with web.tracer.start_as_current_span(
+                f"send {web.keys.commands}",
+                kind=SpanKind.PRODUCER,
+                attributes={
+                    "messaging.system": "redis",
+                    "messaging.operation.type": "send",
+                    "messaging.destination.name": web.keys.commands,
+                    "messaging.message.conversation_id": cid,
+                },
+            ) as span:
+                # The entry carries this span's context, so the worker's span joins the trace.
+                envelope = streams.Envelope(
+                    command, web.replies.channel(cid), streams.now_iso(), tracing.inject()
+                )
+                entry = Entry(
+                    stream=web.keys.commands,
+                    fields=streams.encode(envelope),
+                    outcome_key=web.keys.command(cid),
+                    pending=pending_json(cid),
+                )
+                entry_id = await _enqueue(web, entry, record_key, token, command)
+                if entry_id is None:
+                    # Our lease ran out before we enqueued and another request took the key.
+                    return _in_flight()
+                span.set_attribute("messaging.message.id", entry_id)
             enqueued = True
+            web.metrics.enqueued.inc({})
             logger.info("command.enqueued", command_id=cid, entry_id=entry_id)
+            waited = time.perf_counter()
             document = await web.replies.wait(cid, within=web.settings.reply_timeout_seconds)
+            web.metrics.reply_wait.observe({}, time.perf_counter() - waited)
     finally:
         if record_key and not enqueued:
             # Free the key for a retry now rather than when the lease runs out; if Redis
@@ -175,6 +217,7 @@ async def submit_signup(
                 await web.idempotency.release(record_key, token)
 
     if document is None:
+        web.metrics.reply_timeouts.inc({})
         logger.info("command.reply_timeout", command_id=cid)
         return accepted(cid)
     answer = answer_from_outcome(document)

@@ -17,6 +17,8 @@ from typing import Any
 import orjson
 from loguru import logger
 
+from observability.tracing import current_trace_id
+
 _STDLIB_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "asyncio", "asyncpg", "redis")
 
 
@@ -49,9 +51,17 @@ def _json_sink(message: Any) -> None:
     sys.stderr.write(orjson.dumps(line, default=str).decode() + "\n")
 
 
+def _add_trace_id(record: Any) -> None:
+    # Lines written inside a span carry its trace id, so logs and traces join up.
+    if "trace_id" not in record["extra"]:
+        trace_id = current_trace_id()
+        if trace_id:
+            record["extra"]["trace_id"] = trace_id
+
+
 def configure_logging(*, json: bool, level: str, service: str) -> None:
     logger.remove()
-    logger.configure(extra={"service": service})
+    logger.configure(extra={"service": service}, patcher=_add_trace_id)
     if json:
         logger.add(_json_sink, level=level, backtrace=False, diagnose=False)
     else:

@@ -15,10 +15,12 @@ from anyio import CancelScope
 from loguru import logger
 
 from bootstrap import open_worker
+from observability import tracing
 from observability.logs import configure_logging
 from settings import load_settings
 from storage.connections import DependencyUnavailable
 from workers.consumer import Consumer
+from workers.metrics_server import serve_metrics
 
 
 async def _on_signals(consumer: Consumer, scope: CancelScope, grace: float) -> None:
@@ -36,21 +38,25 @@ async def _on_signals(consumer: Consumer, scope: CancelScope, grace: float) -> N
 
 async def main() -> int:
     settings = load_settings()
-    configure_logging(
-        json=settings.log_json, level=settings.log_level, service=f"{settings.service_name}-worker"
-    )
+    service = f"{settings.service_name}-worker"
+    configure_logging(json=settings.log_json, level=settings.log_level, service=service)
+    provider = tracing.tracer_provider(service)
     try:
-        async with open_worker(settings) as worker, anyio.create_task_group() as tg:
+        async with open_worker(settings, provider) as worker, anyio.create_task_group() as tg:
             consumer = Consumer(worker)
             tg.start_soon(
                 _on_signals, consumer, tg.cancel_scope, settings.worker_shutdown_grace_seconds
             )
+            # Liveness and metrics on $PORT (honcho gives each worker its own).
+            await tg.start(serve_metrics, settings.host, settings.port, consumer.metrics_exposition)
             logger.info("worker.started", consumer=consumer.name, stream=worker.keys.commands)
             await consumer.run()
             tg.cancel_scope.cancel()
     except DependencyUnavailable as exc:
         print(exc, file=sys.stderr)
         return 1
+    finally:
+        tracing.shutdown(provider)
     logger.info("worker.stopped")
     return 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,11 +17,15 @@ from typing import Any
 import anyio
 import asyncpg
 from loguru import logger
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from redis.exceptions import RedisError, ResponseError
 
 from bootstrap import Worker
 from domain.handlers import sign_up
 from domain.model import Outcome, UserSignedUp
+from observability import tracing
+from observability.metrics import exposition
 from storage import streams
 from storage.outcomes import failed_json, outcome_json, user_json
 
@@ -117,17 +122,81 @@ class Consumer:
 
     async def process(self, deliveries: list[Delivery]) -> None:
         """Apply a batch and settle every entry in it (acked, or left pending on failure)."""
+        started = time.time_ns()
         decoded: list[Decoded] = []
         for d in deliveries:
             try:
                 decoded.append(Decoded(d.entry_id, streams.decode(d.fields)))
             except streams.MalformedEntry as exc:
-                await self.dead_letter(d, str(exc))
+                await self.dead_letter(d, str(exc), reason="malformed")
         if not decoded:
             return
-        outcomes = await self._apply(decoded)
-        if outcomes is not None:
-            await self._settle(decoded, outcomes)
+        m = self.w.metrics
+        for entry in decoded:
+            # An entry id's first part is the XADD time in ms: the wait needs no extra field.
+            waited = started / 1e9 - int(entry.entry_id.split("-")[0]) / 1000
+            m.queue_wait.observe({}, max(waited, 0.0))
+        m.in_progress.add({}, len(decoded))
+        try:
+            outcomes = await self._apply(decoded)
+            applied = time.time_ns()
+            if outcomes is not None and await self._settle(decoded, outcomes):
+                self._record(decoded, outcomes, (started, applied, time.time_ns()))
+        finally:
+            m.in_progress.add({}, -len(decoded))
+
+    def _record(
+        self, batch: list[Decoded], outcomes: list[Outcome], times: tuple[int, int, int]
+    ) -> None:
+        """Metrics, spans and one log line per settled command."""
+        started, applied, settled = times
+        m = self.w.metrics
+        tracer = self.w.tracer
+        for d, outcome in zip(batch, outcomes, strict=True):
+            c = d.envelope.command
+            result = "succeeded" if isinstance(outcome, UserSignedUp) else "rejected"
+            m.processed.inc({"outcome": result})
+            m.processing.observe({}, (settled - started) / 1e9)
+            # A CONSUMER span per command, parented by the producer's context from the
+            # entry; its children are the batch's Postgres statement and Redis writes.
+            span = tracer.start_span(
+                f"process {self.keys.commands}",
+                context=tracing.extract(d.envelope.traceparent),
+                kind=SpanKind.CONSUMER,
+                start_time=started,
+                attributes={
+                    "messaging.system": "redis",
+                    "messaging.operation.type": "process",
+                    "messaging.destination.name": self.keys.commands,
+                    "messaging.consumer.group.name": self.keys.group,
+                    "messaging.message.id": d.entry_id,
+                    "messaging.batch.message_count": len(batch),
+                    "signup.outcome": result,
+                },
+            )
+            parent = trace.set_span_in_context(span)
+            tracer.start_span(
+                "postgres transaction",
+                context=parent,
+                start_time=started,
+                attributes={"db.system.name": "postgresql", "db.operation.name": "INSERT"},
+            ).end(end_time=applied)
+            tracer.start_span(
+                "read model update",
+                context=parent,
+                start_time=applied,
+                attributes={"db.system.name": "redis", "db.operation.name": "MULTI"},
+            ).end(end_time=settled)
+            span.end(end_time=settled)
+            logger.info(
+                "command.applied",
+                command_id=str(c.command_id),
+                request_id=c.request_id,
+                correlation_id=c.correlation_id,
+                trace_id=tracing.trace_id_of(d.envelope.traceparent),
+                outcome=result,
+            )
+        m.last_processed.set({}, settled / 1e9)
 
     async def _apply(self, batch: list[Decoded]) -> list[Outcome] | None:
         """Outcomes of the batch, retrying through outages; None if stopping before that."""
@@ -137,6 +206,7 @@ class Consumer:
             try:
                 return await sign_up([d.envelope.command for d in batch], self.w.users)
             except TRANSIENT_DB_ERRORS as exc:
+                self.w.metrics.dependency_errors.inc({"dependency": "postgres"})
                 logger.warning("postgres.unavailable", error=type(exc).__name__, batch=len(batch))
                 if self.stopping.is_set():
                     return None
@@ -153,8 +223,9 @@ class Consumer:
                 self.keys.commands, self.keys.group, self.name, 0, list[Any](entry_ids), justid=True
             )
 
-    async def _settle(self, batch: list[Decoded], outcomes: list[Outcome]) -> None:
-        """Read model, outcome, reply and ack in one MULTI: one round trip, all or nothing."""
+    async def _settle(self, batch: list[Decoded], outcomes: list[Outcome]) -> bool:
+        """Read model, outcome, reply and ack in one MULTI: one round trip, all or nothing.
+        False if stopping before Redis took it (the entries stay pending)."""
         backoff = Backoff()
         while True:
             try:
@@ -169,23 +240,15 @@ class Consumer:
                             pipe.publish(d.envelope.reply_channel, document)
                     pipe.xack(self.keys.commands, self.keys.group, *(d.entry_id for d in batch))
                     await pipe.execute()
-                break
+                return True
             except (RedisError, OSError) as exc:
+                self.w.metrics.dependency_errors.inc({"dependency": "redis"})
                 logger.warning("redis.unavailable", error=type(exc).__name__, batch=len(batch))
                 if self.stopping.is_set():
-                    return
+                    return False
                 await backoff.sleep()
-        for d, outcome in zip(batch, outcomes, strict=True):
-            c = d.envelope.command
-            logger.info(
-                "command.applied",
-                command_id=str(c.command_id),
-                request_id=c.request_id,
-                correlation_id=c.correlation_id,
-                outcome="succeeded" if isinstance(outcome, UserSignedUp) else "failed",
-            )
 
-    async def dead_letter(self, delivery: Delivery, error: str) -> None:
+    async def dead_letter(self, delivery: Delivery, error: str, *, reason: str) -> None:
         """Move an entry that cannot be processed to the dead-letter stream and ack it; tell
         its waiting request (if it can be told) that the command failed."""
         fields = {f"original.{k}": v for k, v in delivery.fields.items() if k != "password"}
@@ -208,7 +271,17 @@ class Consumer:
                     pipe.publish(reply_channel, failed)
             pipe.xack(self.keys.commands, self.keys.group, delivery.entry_id)
             await pipe.execute()
-        logger.error("command.dead_lettered", entry_id=delivery.entry_id, error=error)
+        self.w.metrics.dead_letters.inc({"reason": reason})
+        self.w.metrics.processed.inc({"outcome": "dead_lettered"})
+        logger.error(
+            "command.dead_lettered",
+            entry_id=delivery.entry_id,
+            command_id=command_id,
+            request_id=delivery.fields.get("request_id", ""),
+            correlation_id=delivery.fields.get("correlation_id", ""),
+            trace_id=tracing.trace_id_of(delivery.fields.get("traceparent", "")),
+            error=error,
+        )
 
     async def process_redelivered(self, deliveries: list[Delivery]) -> None:
         """Process entries delivered before; those delivered too often are dead-lettered."""
@@ -217,10 +290,13 @@ class Consumer:
         for d in deliveries:
             times = counts.get(d.entry_id, 0)
             if times > self.s.worker_max_deliveries:
-                await self.dead_letter(d, f"delivered {times} times without success")
+                await self.dead_letter(
+                    d, f"delivered {times} times without success", reason="max_deliveries"
+                )
             else:
                 fresh.append(d)
         if fresh:
+            self.w.metrics.redeliveries.add({}, len(fresh))
             await self.process(fresh)
 
     async def _delivery_counts(self, entry_ids: list[str]) -> dict[str, int]:
@@ -251,6 +327,7 @@ class Consumer:
             deliveries = [Delivery(entry_id, fields or {}) for entry_id, fields in claimed]
             if deliveries:
                 taken += len(deliveries)
+                self.w.metrics.reclaimed.add({}, len(deliveries))
                 logger.warning("pending.reclaimed", count=len(deliveries))
                 await self.process_redelivered(deliveries)
             if cursor == "0-0":
@@ -301,6 +378,7 @@ class Consumer:
                     backoff.reset()
                 except (RedisError, OSError) as exc:
                     self._slots.release()
+                    self.w.metrics.dependency_errors.inc({"dependency": "redis"})
                     logger.warning("redis.unavailable", error=type(exc).__name__)
                     await backoff.sleep()
                     continue
@@ -309,6 +387,27 @@ class Consumer:
                     continue
                 tg.start_soon(self._process_and_release, deliveries)
         logger.info("worker.drained", consumer=self.name)
+
+    async def metrics_exposition(self) -> tuple[bytes, dict[str, str]]:
+        """The worker's /metrics, with the stream's length, lag and pending read now."""
+        m = self.w.metrics
+        try:
+            async with self.w.redis.pipeline(transaction=False) as pipe:
+                pipe.xlen(self.keys.commands)
+                pipe.xlen(self.keys.deadletters)
+                pipe.xinfo_groups(self.keys.commands)
+                length, dead, groups = await pipe.execute(raise_on_error=False)
+            m.stream_length.set({"stream": self.keys.commands}, int(length))
+            m.stream_length.set({"stream": self.keys.deadletters}, int(dead))
+            for g in groups:
+                labels = {"stream": self.keys.commands, "group": str(g["name"])}
+                # lag is NULL when Redis cannot tell (e.g. after deletions): report pending only.
+                if g.get("lag") is not None:
+                    m.group_lag.set(labels, int(g["lag"]))
+                m.group_pending.set(labels, int(g["pending"]))
+        except (RedisError, OSError, TypeError, ValueError):
+            m.dependency_errors.inc({"dependency": "redis"})
+        return exposition(m.registry, m.process)
 
     def stop(self) -> None:
         """Stop reading; batches already read are finished (or left pending for reclaim)."""

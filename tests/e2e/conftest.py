@@ -46,9 +46,11 @@ class Stack:
     log_dir: Path
     env: dict[str, str]
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
 
     def start(self, name: str, kind: str, port: int) -> None:
         env = {**self.env, "PORT": str(port), "HONCHO_PROCESS_NAME": name}
+        self.ports[name] = port
         # The child keeps its own descriptor; the parent's copy is closed at once.
         with (self.log_dir / f"{name}.log").open("ab") as log:
             self.processes[name] = subprocess.Popen(
@@ -117,8 +119,8 @@ def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     )
     try:
         s.start("web.1", "web", port)
-        s.start("worker.1", "worker", port + 1000)
-        s.start("worker.2", "worker", port + 1001)
+        s.start("worker.1", "worker", free_port())
+        s.start("worker.2", "worker", free_port())
         _wait_ready(s.base_url, s.processes, within=30)
         yield s
     finally:

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 import anyio
 import httpx
 import pytest
+from opentelemetry import trace
 from starlette.types import Receive, Scope, Send
 
 from api.app import create_app
@@ -17,9 +18,11 @@ from workers.consumer import Consumer
 
 
 @asynccontextmanager
-async def web_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def web_client(
+    settings: Settings, tracer_provider: trace.TracerProvider | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client talking to the app in this process, lifespan included."""
-    app = create_app(settings, configure_logs=False)
+    app = create_app(settings, configure_logs=False, tracer_provider=tracer_provider)
     async with app.router.lifespan_context(app) as state:
 
         async def with_state(scope: Scope, receive: Receive, send: Send) -> None:
@@ -32,9 +35,11 @@ async def web_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @asynccontextmanager
-async def running_worker(settings: Settings) -> AsyncIterator[Consumer]:
+async def running_worker(
+    settings: Settings, tracer_provider: trace.TracerProvider | None = None
+) -> AsyncIterator[Consumer]:
     """A worker consuming in the background until the block exits (then stopped cleanly)."""
-    async with open_worker(settings) as worker, anyio.create_task_group() as tg:
+    async with open_worker(settings, tracer_provider) as worker, anyio.create_task_group() as tg:
         consumer = Consumer(worker)
         tg.start_soon(consumer.run)
         try:

@@ -1,0 +1,140 @@
+"""Prometheus metrics (aioprometheus), one registry per process, made at start-up.
+
+Names follow Prometheus conventions: base units (``_seconds``, ``_bytes``), counters end in
+``_total``, histograms rather than summaries (summaries cannot be aggregated across
+processes), and only low-cardinality labels (a route template, never an id).
+"""
+
+from __future__ import annotations
+
+import os
+
+import psutil
+from aioprometheus.collectors import Counter, Gauge, Histogram, Registry
+from aioprometheus.renderer import render
+
+# Latency of requests and replies: from a Redis round trip to a cost-12 bcrypt under load.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+# Time a command waits in the stream: up to a long outage.
+QUEUE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300)
+
+
+class ProcessMetrics:
+    """CPU, memory, file descriptors and start time of this process, read at scrape time."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._process = psutil.Process(os.getpid())
+        self.cpu = Counter(
+            "process_cpu_seconds_total", "User and system CPU time", registry=registry
+        )
+        self.rss = Gauge("process_resident_memory_bytes", "Resident memory", registry=registry)
+        self.vms = Gauge("process_virtual_memory_bytes", "Virtual memory", registry=registry)
+        self.fds = Gauge("process_open_fds", "Open file descriptors", registry=registry)
+        self.threads = Gauge("process_threads", "OS threads", registry=registry)
+        self.start = Gauge(
+            "process_start_time_seconds", "Start time, Unix epoch", registry=registry
+        )
+        self.start.set({}, self._process.create_time())
+
+    def sample(self) -> None:
+        p = self._process
+        with p.oneshot():
+            times = p.cpu_times()
+            memory = p.memory_info()
+            self.cpu.set({}, times.user + times.system)
+            self.rss.set({}, memory.rss)
+            self.vms.set({}, memory.vms)
+            self.fds.set({}, p.num_fds())
+            self.threads.set({}, p.num_threads())
+
+
+class WebMetrics:
+    def __init__(self) -> None:
+        self.registry = r = Registry()
+        self.process = ProcessMetrics(r)
+        self.requests = Counter("http_requests_total", "HTTP requests answered", registry=r)
+        self.duration = Histogram(
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            registry=r,
+            buckets=LATENCY_BUCKETS,
+        )
+        self.in_flight = Gauge("http_requests_in_flight", "HTTP requests being served", registry=r)
+        self.in_flight.set({}, 0)
+        self.signups = Counter("signups_total", "POST /signup answers by outcome", registry=r)
+        self.idempotency = Counter(
+            "idempotency_requests_total", "Requests with an Idempotency-Key by outcome", registry=r
+        )
+        self.reply_wait = Histogram(
+            "reply_wait_seconds",
+            "Time from enqueue to the worker's reply",
+            registry=r,
+            buckets=LATENCY_BUCKETS,
+        )
+        self.reply_timeouts = Counter(
+            "reply_timeouts_total", "Requests answered 202 for want of a reply", registry=r
+        )
+        self.enqueued = Counter(
+            "commands_enqueued_total", "Commands added to the stream", registry=r
+        )
+        self.reply_timeouts.set({}, 0)
+        self.enqueued.set({}, 0)
+
+
+class WorkerMetrics:
+    def __init__(self) -> None:
+        self.registry = r = Registry()
+        self.process = ProcessMetrics(r)
+        self.processed = Counter(
+            "commands_processed_total", "Commands settled by outcome", registry=r
+        )
+        self.processing = Histogram(
+            "command_processing_seconds",
+            "Time to apply and settle a command's batch",
+            registry=r,
+            buckets=LATENCY_BUCKETS,
+        )
+        self.queue_wait = Histogram(
+            "command_queue_wait_seconds",
+            "Time from XADD to the start of processing",
+            registry=r,
+            buckets=QUEUE_BUCKETS,
+        )
+        self.in_progress = Gauge("commands_in_progress", "Commands being processed", registry=r)
+        self.redeliveries = Counter(
+            "command_redeliveries_total",
+            "Entries processed again after an earlier delivery",
+            registry=r,
+        )
+        self.reclaimed = Counter(
+            "commands_reclaimed_total",
+            "Entries taken over from another consumer (XAUTOCLAIM)",
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "dead_letters_total", "Entries moved to dead letters", registry=r
+        )
+        self.last_processed = Gauge(
+            "last_command_processed_timestamp_seconds",
+            "When a command was last settled",
+            registry=r,
+        )
+        self.stream_length = Gauge("stream_length", "XLEN of a stream", registry=r)
+        self.group_lag = Gauge(
+            "stream_group_lag", "Entries not yet delivered to the group", registry=r
+        )
+        self.group_pending = Gauge(
+            "stream_group_pending", "Entries delivered but not acked", registry=r
+        )
+        self.dependency_errors = Counter(
+            "dependency_errors_total", "Failed calls to Postgres or Redis", registry=r
+        )
+        for metric in (self.in_progress, self.redeliveries, self.reclaimed, self.last_processed):
+            metric.set({}, 0)
+
+
+def exposition(registry: Registry, process: ProcessMetrics) -> tuple[bytes, dict[str, str]]:
+    """The text exposition of a registry, with process metrics freshly sampled."""
+    process.sample()
+    content, headers = render(registry, [])
+    return content, dict(headers)
