@@ -17,6 +17,7 @@ import asyncpg
 from opentelemetry import trace
 from redis.asyncio import Redis
 
+from api.backlog import Backlog
 from api.idempotency import IdempotencyStore
 from api.passwords import PasswordHasher
 from api.replies import ReplyListener
@@ -43,6 +44,7 @@ class Web:
     replies: ReplyListener
     idempotency: IdempotencyStore
     hasher: PasswordHasher
+    backlog: Backlog
     metrics: WebMetrics
     tracer: trace.Tracer
     started_at: float
@@ -114,6 +116,7 @@ async def open_web(
                 lease_seconds=settings.idempotency_lease_seconds,
             ),
             hasher=PasswordHasher(settings.bcrypt_rounds, settings.bcrypt_threads),
+            backlog=Backlog(client, keys, settings.max_backlog),
             metrics=metrics,
             tracer=tracer_provider.get_tracer(TRACER_NAME),
             started_at=time.monotonic(),

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     # honcho sends SIGKILL 5 s after SIGTERM, Kubernetes and Heroku 30 s.
     worker_shutdown_grace_seconds: float = Field(default=4.0, ge=0)
     deadletter_maxlen: int = Field(default=10_000, ge=1)
+    # Acked entries kept in the commands stream for inspection; older ones are trimmed.
+    stream_keep_entries: int = Field(default=1_000, ge=0)
+    stream_trim_interval_seconds: float = Field(default=5.0, gt=0)
+    # Backpressure: above this many unread + unacked commands the web answers 503.
+    max_backlog: int = Field(default=10_000, ge=1)
     worker_name: str = Field(
         default_factory=lambda: (
             os.environ.get("HONCHO_PROCESS_NAME") or f"{socket.gethostname()}-{os.getpid()}"

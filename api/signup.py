@@ -147,6 +147,7 @@ async def submit_signup(
     request_id: str,
     correlation_id: str,
 ) -> Answer:
+    await web.backlog.check()
     command_id, user_id = uuid7(), uuid7()
     cid = str(command_id)
     token = cid

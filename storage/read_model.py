@@ -11,12 +11,14 @@ import contextlib
 import uuid
 from typing import cast
 
+import asyncpg
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from domain.model import User
 from storage.keys import Keys
 from storage.outcomes import user_json
-from storage.users import PostgresUsers
+from storage.users import SELECT_ALL, PostgresUsers, user_from_row
 
 
 async def read_user(
@@ -39,3 +41,27 @@ async def read_user(
         with contextlib.suppress(RedisError):
             await client.set(key, document)
     return document
+
+
+async def rebuild(client: redis.Redis, keys: Keys, pool: asyncpg.Pool, batch: int = 1000) -> int:
+    """Write every user of ``users_read`` into the Redis read model (e.g. after Redis lost
+    its data); returns how many. Safe while the service runs: the values are the same."""
+    written = 0
+    async with pool.acquire() as conn, conn.transaction():
+        pending: list[User] = []
+        async for row in conn.cursor(SELECT_ALL, prefetch=batch):
+            pending.append(user_from_row(row))
+            if len(pending) >= batch:
+                written += await _write(client, keys, pending)
+                pending = []
+        written += await _write(client, keys, pending)
+    return written
+
+
+async def _write(client: redis.Redis, keys: Keys, users: list[User]) -> int:
+    if users:
+        async with client.pipeline(transaction=False) as pipe:
+            for user in users:
+                pipe.set(keys.user(str(user.id)), user_json(user))
+            await pipe.execute()
+    return len(users)

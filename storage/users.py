@@ -33,12 +33,16 @@ _SELECT_MANY = """
 SELECT id, name, email, display_name, created_at FROM users_read WHERE id = ANY($1::uuid[])
 """
 
+SELECT_ALL = """
+SELECT id, name, email, display_name, created_at FROM users_read ORDER BY id
+"""
+
 _SELECT_ONE = """
 SELECT id, name, email, display_name, created_at FROM users_read WHERE id = $1
 """
 
 
-def _user(row: asyncpg.Record) -> User:
+def user_from_row(row: asyncpg.Record) -> User:
     return User(
         id=row["id"],
         name=row["name"],
@@ -64,15 +68,15 @@ class PostgresUsers:
                 [c.display_name for c in commands],
                 [c.password_hash for c in commands],
             )
-            users = {row["id"]: _user(row) for row in rows}
+            users = {row["id"]: user_from_row(row) for row in rows}
             # Users not created now either exist from an earlier delivery of the same
             # command, or lost their email to another account.
             missing = [c.user_id for c in commands if c.user_id not in users]
             if missing:
                 for row in await conn.fetch(_SELECT_MANY, missing):
-                    users[row["id"]] = _user(row)
+                    users[row["id"]] = user_from_row(row)
         return users
 
     async def get(self, user_id: uuid.UUID) -> User | None:
         row = await self._pool.fetchrow(_SELECT_ONE, user_id)
-        return None if row is None else _user(row)
+        return None if row is None else user_from_row(row)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ from observability import tracing
 from observability.metrics import exposition
 from storage import streams
 from storage.outcomes import failed_json, outcome_json, user_json
+from workers.housekeeping import trim_commands
 
 # Postgres or network faults that a retry can outlive; anything else is the command's fault.
 TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
@@ -334,17 +335,21 @@ class Consumer:
                 break
         return taken
 
-    async def _reclaim_forever(self) -> None:
-        period = self.s.worker_claim_idle_ms / 2000
+    async def _every(self, period: float, job: Callable[[], Awaitable[object]]) -> None:
+        """Run ``job`` every ``period`` seconds until stopping; Redis faults are logged."""
         while not self.stopping.is_set():
             with anyio.move_on_after(period):
                 await self.stopping.wait()
             if self.stopping.is_set():
                 return
             try:
-                await self.reclaim()
+                await job()
             except (RedisError, OSError) as exc:
-                logger.warning("redis.unavailable", error=type(exc).__name__, during="reclaim")
+                self.w.metrics.dependency_errors.inc({"dependency": "redis"})
+                logger.warning("redis.unavailable", error=type(exc).__name__, during=repr(job))
+
+    async def trim(self) -> int:
+        return await trim_commands(self.w.redis, self.keys, self.s.stream_keep_entries)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -369,7 +374,8 @@ class Consumer:
         await self.drain_own_pending()
         backoff = Backoff()
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._reclaim_forever)
+            tg.start_soon(self._every, self.s.worker_claim_idle_ms / 2000, self.reclaim)
+            tg.start_soon(self._every, self.s.stream_trim_interval_seconds, self.trim)
             while not self.stopping.is_set():
                 await self._slots.acquire()
                 try:

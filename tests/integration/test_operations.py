@@ -1,0 +1,125 @@
+"""Stream trimming, backpressure, dead-letter tooling and read-model rebuild, on real Redis
+and Postgres."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import httpx
+import pytest
+import redis.asyncio as redis
+
+from settings import Settings
+from storage.keys import Keys
+from storage.read_model import rebuild
+from tests.integration.conftest import running_worker, web_client
+from tests.redis_typed import add, entries
+from workers import deadletters
+from workers.housekeeping import trim_commands
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def r(settings: Settings) -> AsyncIterator[redis.Redis]:
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+async def _fill(r: redis.Redis, keys: Keys, n: int) -> list[str]:
+    await r.xgroup_create(keys.commands, keys.group, id="0", mkstream=True)
+    return [await add(r, keys.commands, {"n": str(i)}) for i in range(n)]
+
+
+async def test_trim_never_drops_unread_entries(r: redis.Redis, settings: Settings) -> None:
+    keys = Keys(settings.redis_namespace)
+    ids = await _fill(r, keys, 300)
+    assert await trim_commands(r, keys, keep=10) == 0  # nothing read yet
+    await r.xreadgroup(keys.group, "c1", {keys.commands: ">"}, count=200)
+    await r.xack(keys.commands, keys.group, *ids[:200])
+    await trim_commands(r, keys, keep=10)
+    remaining = [e for e, _ in await entries(r, keys.commands)]
+    assert set(ids[200:]) <= set(remaining)  # the 100 unread ones all stay
+    assert len(remaining) < 300
+
+
+async def test_trim_keeps_pending_entries(r: redis.Redis, settings: Settings) -> None:
+    keys = Keys(settings.redis_namespace)
+    ids = await _fill(r, keys, 500)
+    await r.xreadgroup(keys.group, "c1", {keys.commands: ">"})
+    await r.xack(keys.commands, keys.group, *ids[1:])  # ids[0] stays pending
+    await trim_commands(r, keys, keep=10)
+    remaining = [e for e, _ in await entries(r, keys.commands)]
+    assert remaining[0] == ids[0]
+    pending = await r.xpending(keys.commands, keys.group)
+    assert pending["pending"] == 1
+
+
+async def test_trim_bounds_a_fully_acked_stream(r: redis.Redis, settings: Settings) -> None:
+    keys = Keys(settings.redis_namespace)
+    ids = await _fill(r, keys, 2000)
+    await r.xreadgroup(keys.group, "c1", {keys.commands: ">"})
+    await r.xack(keys.commands, keys.group, *ids)
+    await trim_commands(r, keys, keep=100)
+    # Approximate trimming removes whole radix-tree nodes (100 entries by default).
+    assert 100 <= await r.xlen(keys.commands) <= 200
+
+
+async def test_backlog_over_the_limit_is_503(settings: Settings, r: redis.Redis) -> None:
+    keys = Keys(settings.redis_namespace)
+    await _fill(r, keys, 5)
+    small = settings.model_copy(update={"max_backlog": 3})
+    async with web_client(small) as client:
+        response = await client.post(
+            "/signup",
+            json={"name": "Al", "email": f"{uuid.uuid4().hex}@example.com", "password": "pw123456"},
+        )
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "2"
+    assert response.json()["type"] == "/problems/service-unavailable"
+    assert await r.xlen(keys.commands) == 5  # nothing more was enqueued
+
+
+async def test_dead_letters_can_be_listed_replayed_and_dropped(
+    settings: Settings, r: redis.Redis, client: httpx.AsyncClient
+) -> None:
+    keys = Keys(settings.redis_namespace)
+    await r.xgroup_create(keys.commands, keys.group, id="0", mkstream=True)
+    await add(
+        r, keys.deadletters, {"original.type": "bogus", "error": "unknown", "entry_id": "1-0"}
+    )
+    await add(r, keys.deadletters, {"original.type": "bogus", "error": "again", "entry_id": "2-0"})
+    lines = await deadletters.list_letters(r, keys, count=10)
+    assert len(lines) == 2
+    assert "error='unknown'" in lines[0]
+    letters = await entries(r, keys.deadletters)
+    assert await deadletters.replay(r, keys, letters[:1]) == 1
+    [(_, replayed)] = await entries(r, keys.commands)
+    assert replayed == {"type": "bogus"}
+    assert await deadletters.drop(r, keys, letters[1:]) == 1
+    assert await r.xlen(keys.deadletters) == 0
+
+
+async def test_read_model_rebuild_after_redis_lost_it(
+    settings: Settings, r: redis.Redis, client: httpx.AsyncClient
+) -> None:
+    keys = Keys(settings.redis_namespace)
+    async with running_worker(settings):
+        ids = []
+        for _ in range(3):
+            response = await client.post(
+                "/signup",
+                json={"name": "Re", "email": f"{uuid.uuid4().hex}@x.org", "password": "pw123456"},
+            )
+            ids.append(response.json()["id"])
+    await r.delete(*(keys.user(i) for i in ids))
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=1)
+    try:
+        assert await rebuild(r, keys, pool) >= 3
+    finally:
+        await pool.close()
+    for user_id in ids:
+        assert await r.exists(keys.user(user_id)) == 1
