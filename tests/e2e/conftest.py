@@ -3,6 +3,7 @@ session's database and a Redis namespace of their own."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -11,6 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,7 +77,7 @@ class Stack:
         return "".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("*.log")))
 
     def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(TEST_REDIS_URL, decode_responses=True)
+        return redis.Redis.from_url(self.env["REDIS_URL"], decode_responses=True)
 
 
 def _wait_ready(url: str, processes: dict[str, subprocess.Popen[bytes]], within: float) -> None:
@@ -93,8 +95,17 @@ def _wait_ready(url: str, processes: dict[str, subprocess.Popen[bytes]], within:
     raise RuntimeError(f"{url} not ready after {within}s")
 
 
-@pytest.fixture(scope="session")
-def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@contextmanager
+def running_stack(
+    database_url: str,
+    log_dir: Path,
+    *,
+    redis_url: str = TEST_REDIS_URL,
+    workers: int = 2,
+    settings: dict[str, str] | None = None,
+) -> Iterator[Stack]:
+    """web.1 and worker.1..N from the Procfile, on free ports, in a namespace of their own
+    (deleted afterwards); ``settings`` are extra environment variables."""
     namespace = f"e2e-{uuid.uuid4().hex[:12]}"
     port = free_port()
     bin_dir = str(Path(sys.executable).parent)
@@ -102,35 +113,37 @@ def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         **os.environ,
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         "DATABASE_URL": database_url,
-        "REDIS_URL": TEST_REDIS_URL,
+        "REDIS_URL": redis_url,
         "REDIS_NAMESPACE": namespace,
         "BCRYPT_ROUNDS": "4",
         "LOG_JSON": "true",
         "LOG_LEVEL": "DEBUG",
         "WORKER_BLOCK_MS": "500",
         "PYTHONUNBUFFERED": "1",
+        **(settings or {}),
     }
-    s = Stack(
-        f"http://127.0.0.1:{port}",
-        namespace,
-        database_url,
-        tmp_path_factory.mktemp("e2e-logs"),
-        env,
-    )
+    s = Stack(f"http://127.0.0.1:{port}", namespace, database_url, log_dir, env)
     try:
         s.start("web.1", "web", port)
-        s.start("worker.1", "worker", free_port())
-        s.start("worker.2", "worker", free_port())
+        for n in range(1, workers + 1):
+            s.start(f"worker.{n}", "worker", free_port())
         _wait_ready(s.base_url, s.processes, within=30)
         yield s
     finally:
         for name in list(s.processes):
             s.stop(name)
-        client = s.redis()
-        keys = list(client.scan_iter(match=f"{namespace}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-        client.close()
+        with contextlib.suppress(redis.RedisError):
+            client = s.redis()
+            keys = list(client.scan_iter(match=f"{namespace}:*", count=1000))
+            if keys:
+                client.delete(*keys)
+            client.close()
+
+
+@pytest.fixture(scope="session")
+def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(database_url, tmp_path_factory.mktemp("e2e-logs")) as s:
+        yield s
 
 
 @pytest.fixture
