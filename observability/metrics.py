@@ -19,6 +19,24 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 QUEUE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300)
 
 
+SIGNUP_OUTCOMES = (
+    "created",
+    "replayed",
+    "email_taken",
+    "in_flight",
+    "invalid",
+    "accepted",
+    "failed",
+    "unavailable",
+)
+
+
+def _zero(counter: Counter, label: str, values: tuple[str, ...]) -> None:
+    # Every known series exists from the start, so rate() and dashboards see 0, not nothing.
+    for value in values:
+        counter.set({label: value}, 0)
+
+
 class ProcessMetrics:
     """CPU, memory, file descriptors and start time of this process, read at scrape time."""
 
@@ -79,6 +97,8 @@ class WebMetrics:
         )
         self.reply_timeouts.set({}, 0)
         self.enqueued.set({}, 0)
+        _zero(self.signups, "outcome", SIGNUP_OUTCOMES)
+        _zero(self.idempotency, "outcome", ("new", "replayed", "mismatch", "in_flight"))
 
 
 class WorkerMetrics:
@@ -131,6 +151,9 @@ class WorkerMetrics:
         )
         for metric in (self.in_progress, self.redeliveries, self.reclaimed, self.last_processed):
             metric.set({}, 0)
+        _zero(self.processed, "outcome", ("succeeded", "rejected", "dead_lettered"))
+        _zero(self.dead_letters, "reason", ("malformed", "max_deliveries"))
+        _zero(self.dependency_errors, "dependency", ("postgres", "redis"))
 
 
 def exposition(registry: Registry, process: ProcessMetrics) -> tuple[bytes, dict[str, str]]:

@@ -7,6 +7,7 @@ import uuid
 
 import httpx
 
+from tests.dashboard_queries import dashboard_expressions, promql_metric_names
 from tests.e2e.conftest import Stack
 from tests.prometheus_text import Sample, names, parse, total
 
@@ -139,3 +140,32 @@ def test_one_signup_logs_the_same_request_id_in_web_and_worker(
     logs = stack.logs()
     assert password not in logs
     assert "$2b$" not in logs
+
+
+def exported_names(text: str) -> set[str]:
+    """Every series name a scrape can yield: samples, plus each declared metric (a
+    histogram as its _bucket/_sum/_count series), observed yet or not."""
+    found = names(parse(text))
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split()
+            found |= (
+                {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
+                if kind == "histogram"
+                else {name}
+            )
+    return found
+
+
+def test_every_dashboard_query_names_exported_metrics(stack: Stack, http: httpx.Client) -> None:
+    exported = exported_names(http.get("/metrics").text)
+    for name in ("worker.1", "worker.2"):
+        exported |= exported_names(
+            httpx.get(f"http://127.0.0.1:{stack.ports[name]}/metrics", timeout=5).text
+        )
+    expressions = dashboard_expressions()
+    assert len(expressions) >= 10
+    for expr in expressions:
+        metric_names = promql_metric_names(expr)
+        assert metric_names, expr
+        assert metric_names <= exported, (expr, metric_names - exported)
