@@ -40,7 +40,7 @@ def test_readme_examples_work_as_written(stack: Stack, tmp_path: Path) -> None:
     for shell, expected in pairs:
         script = shell.replace("localhost:5000", host)
         done = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", script],
+            ["bash", "-eu", "-c", script],
             capture_output=True,
             text=True,
             timeout=30,
