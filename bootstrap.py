@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from api.backlog import Backlog
 from api.idempotency import IdempotencyStore
 from api.passwords import PasswordHasher
+from api.ratelimit import RateLimiter
 from api.replies import ReplyListener
 from observability.metrics import WebMetrics, WorkerMetrics
 from observability.tracing import TRACER_NAME
@@ -45,6 +46,7 @@ class Web:
     idempotency: IdempotencyStore
     hasher: PasswordHasher
     backlog: Backlog
+    rate_limiter: RateLimiter
     metrics: WebMetrics
     tracer: trace.Tracer
     started_at: float
@@ -117,6 +119,9 @@ async def open_web(
             ),
             hasher=PasswordHasher(settings.bcrypt_rounds, settings.bcrypt_threads),
             backlog=Backlog(client, keys, settings.max_backlog),
+            rate_limiter=RateLimiter(
+                client, keys, settings.signup_rate_limit, settings.signup_rate_window_seconds
+            ),
             metrics=metrics,
             tracer=tracer_provider.get_tracer(TRACER_NAME),
             started_at=time.monotonic(),

@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     idempotency_lease_seconds: int = Field(default=30, ge=1)
     outcome_ttl_seconds: int = Field(default=86_400, ge=1)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Per client (its IP as uvicorn sees it; behind a proxy, set uvicorn's
+    # --forwarded-allow-ips) and shared by all web processes; 0 turns the limit off.
+    signup_rate_limit: int = Field(default=20, ge=0)
+    signup_rate_window_seconds: int = Field(default=60, ge=1)
+    # Requests one web process serves at once; more get 503 at the door.
+    max_in_flight_requests: int = Field(default=1024, ge=1)
 
     worker_concurrency: int = Field(default=4, ge=1, description="batches in flight per worker")
     worker_batch_size: int = Field(default=64, ge=1, le=1000)

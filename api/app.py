@@ -12,7 +12,11 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.opentelemetry import OpenTelemetryMiddleware
 
-from api.middleware import MetricsMiddleware, RequestContextMiddleware
+from api.middleware import (
+    InFlightLimitMiddleware,
+    MetricsMiddleware,
+    RequestContextMiddleware,
+)
 from api.problems import EXCEPTION_HANDLERS
 from api.routes import ROUTES
 from bootstrap import open_web
@@ -51,6 +55,7 @@ def create_app(
             Middleware(OpenTelemetryMiddleware, tracer_provider=provider),
             Middleware(RequestContextMiddleware),
             Middleware(MetricsMiddleware, metrics=metrics),
+            Middleware(InFlightLimitMiddleware, limit=settings.max_in_flight_requests),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

@@ -9,6 +9,7 @@ from loguru import logger
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.problems import unavailable
 from observability.metrics import WebMetrics
 
 MAX_ID_LENGTH = 128
@@ -91,3 +92,27 @@ class MetricsMiddleware:
                 status=status,
                 duration_ms=round(elapsed * 1000, 2),
             )
+
+
+class InFlightLimitMiddleware:
+    """Caps the requests one web process serves at once: past the cap, answer 503 at the
+    door rather than queue work (and memory) without bound."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.current = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.current >= self.limit:
+            problem = unavailable("This server is at its limit of requests in flight.")
+            await problem.response()(scope, receive, send)
+            return
+        self.current += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.current -= 1

@@ -133,6 +133,9 @@ def _paths() -> dict[str, Any]:
                         "Invalid fields (see errors), or an Idempotency-Key "
                         "reused with another body"
                     ),
+                    "429": _problem(
+                        "Too many signups from this client", **{"Retry-After": _RETRY_AFTER}
+                    ),
                     "500": _problem("The command could not be processed"),
                     "503": _UNAVAILABLE,
                 },

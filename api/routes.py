@@ -76,7 +76,11 @@ async def signup(request: Request) -> Response:
     except RedisError:
         web.metrics.signups.inc({"outcome": "unavailable"})
         raise
-    except (Problem, DomainError):
+    except Problem as problem:
+        outcome = "rate_limited" if problem.status == 429 else "invalid"
+        web.metrics.signups.inc({"outcome": outcome})
+        raise
+    except DomainError:
         web.metrics.signups.inc({"outcome": "invalid"})
         raise
     web.metrics.signups.inc({"outcome": signup_outcome(answer)})
@@ -84,6 +88,8 @@ async def signup(request: Request) -> Response:
 
 
 async def _signup(request: Request, web: Web) -> Answer:
+    # First, before any parsing or hashing: a flood should cost as little as possible.
+    await web.rate_limiter.check("signup", request.client.host if request.client else "-")
     key_header = request.headers.get("idempotency-key")
     try:
         key = None if key_header is None else check_key(key_header)

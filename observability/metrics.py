@@ -25,6 +25,7 @@ SIGNUP_OUTCOMES = (
     "email_taken",
     "in_flight",
     "invalid",
+    "rate_limited",
     "accepted",
     "failed",
     "unavailable",

@@ -11,6 +11,7 @@ default namespace the names are:
 ``signup:command:{command_id}``    outcome of a command (pending / succeeded / failed)
 ``signup:idem:{METHOD}:{path}:{k}``  an ``Idempotency-Key`` record (hash)
 ``signup:reply:{web_id}:{cmd_id}``  pub/sub channel the worker answers a request on
+``signup:rate:signup:{client}``    a client's signup count in the current window
 =================================  =====================================================
 """
 
@@ -43,6 +44,10 @@ class Keys:
 
     def idempotency(self, method: str, path: str, key: str) -> str:
         return f"{self.namespace}:idem:{method}:{path}:{key}"
+
+    def rate(self, action: str, client_id: str) -> str:
+        """A client's request counter for the current rate-limit window."""
+        return f"{self.namespace}:rate:{action}:{client_id}"
 
     def reply_prefix(self, web_id: str) -> str:
         """The channels of one web process: it holds one pattern subscription on them."""

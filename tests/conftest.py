@@ -100,4 +100,5 @@ def settings(database_url: str, namespace: str) -> Settings:
         worker_block_ms=100,
         worker_name="test-worker",
         db_pool_max=4,
+        signup_rate_limit=0,  # tests sign up many users from one address
     )

@@ -80,7 +80,7 @@ class Stack:
         return redis.Redis.from_url(self.env["REDIS_URL"], decode_responses=True)
 
 
-def _wait_ready(url: str, processes: dict[str, subprocess.Popen[bytes]], within: float) -> None:
+def wait_ready(url: str, processes: dict[str, subprocess.Popen[bytes]], within: float) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         for name, p in processes.items():
@@ -120,6 +120,7 @@ def running_stack(
         "LOG_LEVEL": "DEBUG",
         "WORKER_BLOCK_MS": "500",
         "PYTHONUNBUFFERED": "1",
+        "SIGNUP_RATE_LIMIT": "0",  # the tests sign up many users from one address
         **(settings or {}),
     }
     s = Stack(f"http://127.0.0.1:{port}", namespace, database_url, log_dir, env)
@@ -127,7 +128,7 @@ def running_stack(
         s.start("web.1", "web", port)
         for n in range(1, workers + 1):
             s.start(f"worker.{n}", "worker", free_port())
-        _wait_ready(s.base_url, s.processes, within=30)
+        wait_ready(s.base_url, s.processes, within=30)
         yield s
     finally:
         for name in list(s.processes):

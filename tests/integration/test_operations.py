@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 
+import anyio
 import asyncpg
 import httpx
 import pytest
@@ -123,3 +124,34 @@ async def test_read_model_rebuild_after_redis_lost_it(
         await pool.close()
     for user_id in ids:
         assert await r.exists(keys.user(user_id)) == 1
+
+
+async def test_requests_past_the_in_flight_cap_get_503(settings: Settings) -> None:
+    capped = settings.model_copy(update={"max_in_flight_requests": 1, "reply_timeout_seconds": 1.0})
+    async with web_client(capped) as client, anyio.create_task_group() as tg:
+        slow: list[httpx.Response] = []
+
+        async def waits_for_a_reply() -> None:
+            body = {"name": "Sl", "email": f"{uuid.uuid4().hex}@x.org", "password": "pw123456"}
+            slow.append(await client.post("/signup", json=body))
+
+        tg.start_soon(waits_for_a_reply)  # no worker runs: it holds its slot ~1 s
+        await anyio.sleep(0.3)
+        refused = await client.get("/health")
+        assert refused.status_code == 503
+        assert refused.headers["content-type"] == "application/problem+json"
+    assert slow[0].status_code == 202
+    async with web_client(capped) as client:
+        assert (await client.get("/health")).status_code == 200
+
+
+async def test_rate_limit_answers_429_with_retry_after(settings: Settings) -> None:
+    limited = settings.model_copy(update={"signup_rate_limit": 2})
+    async with web_client(limited) as client, running_worker(limited):
+        statuses = []
+        for _ in range(3):
+            body = {"name": "Rt", "email": f"{uuid.uuid4().hex}@x.org", "password": "pw123456"}
+            response = await client.post("/signup", json=body)
+            statuses.append(response.status_code)
+        assert statuses == [201, 201, 429]
+        assert int(response.headers["retry-after"]) >= 1
