@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     idempotency_lease_seconds: int = Field(default=30, ge=1)
     outcome_ttl_seconds: int = Field(default=86_400, ge=1)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    # The whole request body must arrive within this; a client trickling it slower gets 408.
+    body_read_timeout_seconds: float = Field(default=10.0, gt=0)
     # Per client (its IP as uvicorn sees it; behind a proxy, set uvicorn's
     # --forwarded-allow-ips) and shared by all web processes; 0 turns the limit off.
     signup_rate_limit: int = Field(default=20, ge=0)

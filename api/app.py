@@ -13,6 +13,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.opentelemetry import OpenTelemetryMiddleware
 
 from api.middleware import (
+    HeaderLimitMiddleware,
     InFlightLimitMiddleware,
     MetricsMiddleware,
     RequestContextMiddleware,
@@ -51,6 +52,7 @@ def create_app(
     return Starlette(
         routes=ROUTES,
         middleware=[
+            Middleware(HeaderLimitMiddleware, limit=settings.max_header_bytes),
             # One source of server spans: Starlette's own middleware (a no-op when off).
             Middleware(OpenTelemetryMiddleware, tracer_provider=provider),
             Middleware(RequestContextMiddleware),

@@ -9,7 +9,7 @@ from loguru import logger
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.problems import unavailable
+from api.problems import Problem, unavailable
 from observability.metrics import WebMetrics
 
 MAX_ID_LENGTH = 128
@@ -116,3 +116,30 @@ class InFlightLimitMiddleware:
             await self.app(scope, receive, send)
         finally:
             self.current -= 1
+
+
+class HeaderLimitMiddleware:
+    """Refuses requests whose headers add up to more than ``limit`` bytes with 431.
+
+    uvicorn's httptools parser takes headers of any size; this keeps an oversized header
+    from reaching the app (the bytes were already read: only a proxy in front can stop
+    that)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and sum(len(name) + len(value) for name, value in scope["headers"]) > self.limit
+        ):
+            problem = Problem(
+                431,
+                "headers-too-large",
+                "Request header fields too large",
+                f"The request's headers must add up to at most {self.limit} bytes.",
+            )
+            await problem.response()(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

@@ -69,24 +69,40 @@ _UNAVAILABLE = _problem(
     "Redis or Postgres is unreachable; retry later", **{"Retry-After": _RETRY_AFTER}
 )
 
+# Advisory: a value that is not 1-128 printable ASCII characters is ignored (replaced by a
+# new id), never refused, so the schema states no limits that would imply a 4xx.
 _ID_PARAMETERS = [
     {
         "name": "X-Request-ID",
         "in": "header",
         "required": False,
-        "schema": {"type": "string", "maxLength": 128},
+        "description": "Kept if 1-128 printable ASCII characters without spaces; "
+        "otherwise ignored and a new id is made",
+        "schema": {"type": "string"},
     },
     {
         "name": "X-Correlation-ID",
         "in": "header",
         "required": False,
-        "schema": {"type": "string", "maxLength": 128},
+        "description": "Kept if 1-128 printable ASCII characters without spaces; "
+        "otherwise ignored (defaults to the request id)",
+        "schema": {"type": "string"},
     },
 ]
 
 
 def _uuid_path(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": "As issued: canonical lower-case UUID; any other spelling is 404",
+        "schema": {
+            "type": "string",
+            "format": "uuid",
+            "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+        },
+    }
 
 
 def _paths() -> dict[str, Any]:
@@ -102,7 +118,13 @@ def _paths() -> dict[str, Any]:
                         "required": False,
                         "description": "Retry-safe key: the same key and body within 24 h "
                         "replays the first answer.",
-                        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
+                        "schema": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": MAX_KEY_LENGTH,
+                            # Printable ASCII without spaces (api.idempotency.check_key).
+                            "pattern": "^[!-~]+$",
+                        },
                     },
                     *_ID_PARAMETERS,
                 ],
@@ -122,7 +144,14 @@ def _paths() -> dict[str, Any]:
                         "Enqueued; the outcome was not ready in time. Poll Location.",
                         Location=_LOCATION,
                     ),
-                    "400": _problem("Malformed JSON or an invalid Idempotency-Key"),
+                    "400": _problem(
+                        "Malformed JSON, a member named twice in one object, or an invalid "
+                        "Idempotency-Key"
+                    ),
+                    "408": _problem(
+                        "The body did not arrive within BODY_READ_TIMEOUT_SECONDS (10 s); "
+                        "the connection is closed"
+                    ),
                     "409": _problem(
                         "Email already registered, or the same Idempotency-Key is in flight",
                         **{"Retry-After": _RETRY_AFTER},

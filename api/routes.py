@@ -95,7 +95,9 @@ async def _signup(request: Request, web: Web) -> Answer:
         key = None if key_header is None else check_key(key_header)
     except InvalidKey as exc:
         raise Problem(400, "invalid-idempotency-key", "Invalid Idempotency-Key", str(exc)) from None
-    body = await read_json(request, web.settings.max_body_bytes)
+    body = await read_json(
+        request, web.settings.max_body_bytes, web.settings.body_read_timeout_seconds
+    )
     parsed = _parse_signup(body)
     data = validate_signup(parsed.name, parsed.email, parsed.password, parsed.display_name)
     return await submit_signup(

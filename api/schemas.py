@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from domain.rules import NAME_MAX, PASSWORD_MAX_BYTES, PASSWORD_MIN_CHARS
 
+# domain.rules refuses C0 and C1 control characters in names (ECMA-262 regex syntax).
+_NO_CONTROL_CHARS = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+
 
 class SignupRequest(BaseModel):
     # strict: a number where a string belongs is an error, not silently converted.
@@ -17,12 +20,14 @@ class SignupRequest(BaseModel):
     # Lengths are checked by domain.rules (after trimming, in UTF-8 bytes for the
     # password); the schema states them for clients.
     name: str = Field(
-        description="1-255 characters after trimming",
-        json_schema_extra={"minLength": 1, "maxLength": NAME_MAX},
+        description="1-255 characters after trimming, no control characters",
+        json_schema_extra={"minLength": 1, "maxLength": NAME_MAX, "pattern": _NO_CONTROL_CHARS},
     )
     email: str = Field(
         description="normalised: IDNA domain, whole address lower-cased",
-        json_schema_extra={"format": "email", "maxLength": 320},
+        # 254: the longest address SMTP can carry (RFC 5321 path limit), as email-validator
+        # enforces.
+        json_schema_extra={"format": "email", "maxLength": 254},
     )
     password: str = Field(
         description=f"at least {PASSWORD_MIN_CHARS} characters and at most "
@@ -31,8 +36,8 @@ class SignupRequest(BaseModel):
     )
     display_name: str | None = Field(
         default=None,
-        description="1-255 characters after trimming; defaults to name",
-        json_schema_extra={"maxLength": NAME_MAX},
+        description="1-255 characters after trimming, no control characters; defaults to name",
+        json_schema_extra={"minLength": 1, "maxLength": NAME_MAX, "pattern": _NO_CONTROL_CHARS},
     )
 
 

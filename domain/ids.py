@@ -23,12 +23,14 @@ def uuid7() -> uuid.UUID:
     return uuid.UUID(int=value)
 
 
-_CANONICAL = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+_CANONICAL = re.compile(r"[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}")
 
 
 def parse_uuid(text: str) -> uuid.UUID | None:
-    """The UUID in ``text``, or None when it is not the canonical 36-character form
-    (``uuid.UUID`` alone would also take braces, ``urn:`` prefixes and missing dashes)."""
+    """The UUID in ``text``, or None unless it is spelt the one way ids are issued: the
+    canonical 36-character, lower-case form. ``uuid.UUID`` alone would also take braces,
+    ``urn:`` prefixes, missing dashes and upper case, giving one resource many URLs (and
+    cache keys)."""
     if _CANONICAL.fullmatch(text) is None:
         return None
     return uuid.UUID(text)

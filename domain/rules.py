@@ -55,9 +55,12 @@ def normalise_email(value: str) -> str:
     """The canonical form of an address: IDNA-normalised domain, whole address lower-cased.
 
     Lower-casing the local part too is a product decision: ``Ann@Example.com`` and
-    ``ann@example.com`` are one account.
+    ``ann@example.com`` are one account. Quoted local parts (``"john..doe"@example.com``)
+    are valid addresses (RFC 5322) and accepted; needless quotes are dropped, so
+    ``"ann"@example.com`` is ``ann@example.com``. A punycode domain and its Unicode
+    spelling normalise alike (``xn--bcher-kva.example`` is ``bücher.example``).
     """
-    result = validate_email(value, check_deliverability=False)
+    result = validate_email(value, check_deliverability=False, allow_quoted_local=True)
     return result.normalized.lower()
 
 

@@ -112,7 +112,7 @@ def test_redelivered_command_creates_one_user(stack: Stack, http: httpx.Client) 
     r = stack.redis()
     try:
         [fields] = [
-            f for _, f in entries_sync(r, keys.commands) if f["email"] == body["email"].lower()
+            f for _, f in entries_sync(r, keys.commands) if f.get("email") == body["email"].lower()
         ]
         add_sync(r, keys.commands, fields)
         anyio.run(_until_acked, stack)

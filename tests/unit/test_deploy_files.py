@@ -773,7 +773,8 @@ def test_dockerfile_is_multi_stage_on_python_311_slim() -> None:
     assert builder.name == "builder"
     assert builder.base == runtime.base == "python:3.11-slim"
     runs = " ".join(i.arguments for i in builder.instructions if i.keyword == "RUN")
-    assert "pip install ." in runs
+    assert "--require-hashes -r requirements.lock" in runs
+    assert "pip install --no-deps ." in runs
     copies_from_builder = [
         i.arguments
         for i in runtime.instructions

@@ -1,0 +1,91 @@
+"""Schemathesis against our own contract: every operation of the running stack's
+``/openapi.json``, with generated valid and invalid requests, checked for server errors and
+for status codes, content types and bodies the document does not promise.
+
+Bounded (``FUZZ_EXAMPLES`` per operation, 25 by default, so the run stays well under a
+minute) and derandomised, so a failure found here is found again on the next run. Raise
+``FUZZ_EXAMPLES`` for a long local run.
+
+Each operation is a Hypothesis test over ``APIOperation.as_strategy()`` rather than
+``schemathesis.pytest.from_fixture(...).parametrize()``: the schema only exists once the
+``stack`` fixture runs, and schemathesis' lazy loader (4.32) sets ``Function._nodeid``,
+which pytest 9.2 no longer has.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import orjson
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from api.openapi import openapi_document
+from tests.e2e.conftest import Stack
+
+FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
+
+CHECKS = [
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+    content_type_conformance,
+]
+
+
+def _operations() -> list[tuple[str, str]]:
+    # Collection needs the list before any process runs; the document is built by the same
+    # code the web serves, and a test below checks the served one has the same operations.
+    paths: dict[str, Any] = orjson.loads(openapi_document())["paths"]
+    return sorted((method.upper(), path) for path, item in paths.items() for method in item)
+
+
+OPERATIONS = _operations()
+
+
+@pytest.fixture(scope="module")
+def api_schema(stack: Stack) -> schemathesis.BaseSchema:
+    return schemathesis.openapi.from_url(f"{stack.base_url}/openapi.json", timeout=10)
+
+
+def test_the_served_document_has_every_fuzzed_operation(
+    api_schema: schemathesis.BaseSchema,
+) -> None:
+    paths: dict[str, Any] = api_schema.raw_schema["paths"]
+    served = sorted((method.upper(), path) for path, item in paths.items() for method in item)
+    assert served == OPERATIONS
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
+def test_operation_keeps_its_contract(
+    api_schema: schemathesis.BaseSchema, method: str, path: str
+) -> None:
+    operation = api_schema[path][method]
+    cases = st.one_of(
+        operation.as_strategy(schemathesis.GenerationMode.POSITIVE),
+        operation.as_strategy(schemathesis.GenerationMode.NEGATIVE),
+    )
+
+    @settings(
+        max_examples=FUZZ_EXAMPLES,
+        # The same examples every run: a failure here is a bug to fix, not a flaky test.
+        derandomize=True,
+        database=None,
+        # Every example is a real HTTP round trip (a signup hashes a password).
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
+    @given(cases)
+    def run(case: schemathesis.Case[Any]) -> None:
+        case.call_and_validate(checks=CHECKS, timeout=30)
+
+    run()
