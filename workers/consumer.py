@@ -176,18 +176,17 @@ class Consumer:
                 },
             )
             parent = trace.set_span_in_context(span)
-            tracer.start_span(
-                "postgres transaction",
-                context=parent,
-                start_time=started,
-                attributes={"db.system.name": "postgresql", "db.operation.name": "INSERT"},
-            ).end(end_time=applied)
-            tracer.start_span(
-                "read model update",
-                context=parent,
-                start_time=applied,
-                attributes={"db.system.name": "redis", "db.operation.name": "MULTI"},
-            ).end(end_time=settled)
+            # The batch's shared steps, recorded under each command's span after the fact.
+            for name, system, operation, start, end in (
+                ("postgres transaction", "postgresql", "INSERT", started, applied),
+                ("read model update", "redis", "MULTI", applied, settled),
+            ):
+                tracer.start_span(
+                    name,
+                    context=parent,
+                    start_time=start,
+                    attributes={"db.system.name": system, "db.operation.name": operation},
+                ).end(end_time=end)
             span.end(end_time=settled)
             logger.info(
                 "command.applied",

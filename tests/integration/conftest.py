@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 import anyio
 import httpx
 import pytest
+import redis.asyncio as redis
 from opentelemetry import trace
 from starlette.types import Receive, Scope, Send
 
@@ -46,6 +47,14 @@ async def running_worker(
             yield consumer
         finally:
             consumer.stop()
+
+
+@pytest.fixture
+async def r(settings: Settings) -> AsyncIterator[redis.Redis]:
+    """A plain client on the test's Redis, for looking at keys and streams."""
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture

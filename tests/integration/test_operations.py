@@ -4,7 +4,6 @@ and Postgres."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import anyio
 import asyncpg
@@ -21,13 +20,6 @@ from workers import deadletters
 from workers.housekeeping import trim_commands
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def r(settings: Settings) -> AsyncIterator[redis.Redis]:
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 async def _fill(r: redis.Redis, keys: Keys, n: int) -> list[str]:

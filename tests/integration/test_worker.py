@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import anyio
 import asyncpg
@@ -18,13 +17,6 @@ from tests.redis_typed import add, entries, get_json
 from workers.consumer import Consumer
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def r(settings: Settings) -> AsyncIterator[redis.Redis]:
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 async def _until_acked(r: redis.Redis, keys: Keys, within: float = 10) -> None:
