@@ -139,12 +139,27 @@ class Consumer:
             m.queue_wait.observe({}, max(waited, 0.0))
         m.in_progress.add({}, len(decoded))
         try:
-            outcomes = await self._apply(decoded)
-            applied = time.time_ns()
-            if outcomes is not None and await self._settle(decoded, outcomes):
-                self._record(decoded, outcomes, (started, applied, time.time_ns()))
+            await self._apply_and_settle(decoded, started)
+        except Exception:
+            if len(decoded) == 1:
+                raise
+            # Not an outage but something about one command (a value Postgres refuses):
+            # apply them one by one, so it can't fail, or later dead-letter, its neighbours.
+            logger.opt(exception=True).warning("batch.failed", size=len(decoded))
+            for entry in decoded:
+                try:
+                    await self._apply_and_settle([entry], time.time_ns())
+                except Exception:
+                    # Left pending, to be redelivered and in the end dead-lettered.
+                    logger.opt(exception=True).error("command.failed", entry_id=entry.entry_id)
         finally:
             m.in_progress.add({}, -len(decoded))
+
+    async def _apply_and_settle(self, batch: list[Decoded], started: int) -> None:
+        outcomes = await self._apply(batch)
+        applied = time.time_ns()
+        if outcomes is not None and await self._settle(batch, outcomes):
+            self._record(batch, outcomes, (started, applied, time.time_ns()))
 
     def _record(
         self, batch: list[Decoded], outcomes: list[Outcome], times: tuple[int, int, int]
@@ -346,6 +361,8 @@ class Consumer:
             except (RedisError, OSError) as exc:
                 self.w.metrics.dependency_errors.inc({"dependency": "redis"})
                 logger.warning("redis.unavailable", error=type(exc).__name__, during=repr(job))
+            except Exception:
+                logger.opt(exception=True).error("housekeeping.failed", job=repr(job))
 
     async def trim(self) -> int:
         return await trim_commands(self.w.redis, self.keys, self.s.stream_keep_entries)
@@ -353,17 +370,31 @@ class Consumer:
     # -- lifecycle --------------------------------------------------------------------
 
     async def drain_own_pending(self) -> None:
-        """Finish what this consumer name held when it last stopped (id 0 reads its PEL)."""
+        """Finish what this consumer name held when it last stopped (an id instead of ``>``
+        reads its own pending list, from after that id)."""
+        after = "0"
         while not self.stopping.is_set():
-            deliveries = await self.read("0", block=None)
+            deliveries = await self.read(after, block=None)
             if not deliveries:
                 return
             logger.info("pending.resumed", count=len(deliveries))
-            await self.process_redelivered(deliveries)
+            after = deliveries[-1].entry_id  # what failed stays pending, for reclaim
+            try:
+                await self.process_redelivered(deliveries)
+            except Exception:
+                logger.opt(exception=True).error(
+                    "command.failed", entry_ids=[d.entry_id for d in deliveries]
+                )
 
     async def _process_and_release(self, deliveries: list[Delivery]) -> None:
         try:
             await self.process(deliveries)
+        except Exception:
+            # Left pending: redelivered after WORKER_CLAIM_IDLE_MS, dead-lettered once it has
+            # failed WORKER_MAX_DELIVERIES times. The worker itself carries on.
+            logger.opt(exception=True).error(
+                "command.failed", entry_ids=[d.entry_id for d in deliveries]
+            )
         finally:
             self._slots.release()
 

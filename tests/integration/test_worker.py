@@ -10,7 +10,10 @@ import httpx
 import pytest
 import redis.asyncio as redis
 
+from domain.ids import uuid7
+from domain.model import SignUp
 from settings import Settings
+from storage import streams
 from storage.keys import Keys
 from tests.integration.conftest import running_worker, web_client
 from tests.redis_typed import add, entries, get_json
@@ -93,3 +96,31 @@ async def test_worker_resumes_its_own_pending_entries(settings: Settings, r: red
         assert await conn.fetchval("SELECT count(*) FROM users WHERE email = $1", email) == 1
     finally:
         await conn.close()
+
+
+async def test_a_command_postgres_refuses_is_dead_lettered_alone(
+    settings: Settings, r: redis.Redis
+) -> None:
+    keys = Keys(settings.redis_namespace)
+    fast = settings.model_copy(update={"worker_claim_idle_ms": 200, "worker_max_deliveries": 2})
+
+    def entry(name: str) -> dict[str, str]:
+        command = SignUp(
+            uuid7(), uuid7(), name, f"{uuid.uuid4().hex}@x.org", name, "$2b$04$" + "a" * 53
+        )
+        return streams.encode(streams.Envelope(command, "", streams.now_iso()))
+
+    bad, good = entry("x" * 300), entry("Good")  # users.name is varchar(255)
+    await r.xgroup_create(keys.commands, keys.group, id="0", mkstream=True)
+    await add(r, keys.commands, bad)
+    await add(r, keys.commands, good)
+    async with running_worker(fast):
+        with anyio.fail_after(20):
+            while await r.xlen(keys.deadletters) == 0:
+                await anyio.sleep(0.05)
+        await _until_acked(r, keys)
+    [(_, letter)] = await entries(r, keys.deadletters)
+    assert letter["original.command_id"] == bad["command_id"]
+    assert "delivered" in letter["error"]
+    assert (await get_json(r, keys.command(bad["command_id"])))["status"] == "failed"
+    assert (await get_json(r, keys.command(good["command_id"])))["status"] == "succeeded"
