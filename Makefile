@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 WORKERS ?= 2
 
-.PHONY: run test install lock clean
+.PHONY: run test install lock bench clean
 
 # The whole dependency set, pinned with hashes: two clones install the same bytes. The
 # project itself is not installed: every command runs from this folder.
@@ -27,6 +27,10 @@ test: $(BIN)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 	$(BIN)/pytest
+
+## The benchmark: service vs. the seed-design baseline over HTTP with wrk (~15 minutes).
+bench: $(BIN)/.installed
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 ## Re-pin every dependency (after editing pyproject.toml's dependencies).
 lock: $(BIN)/.installed

@@ -1,0 +1,48 @@
+-- 90% GET /users/{id} of random ids from a file, 10% POST /signup with unique emails
+-- (every tenth request of each thread).
+--   wrk ... -s mixed.lua URL -- IDS_FILE RUN_TOKEN
+
+local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+local common = dofile(dir .. "common.lua")
+
+unexpected = 0
+local reads = {}
+local prefix = ""
+local counter = 0
+local signups = 0
+local headers = { ["Content-Type"] = "application/json" }
+
+function setup(thread)
+  common.setup(thread)
+end
+
+function init(args)
+  common.seed(tid)
+  for i, id in ipairs(common.read_lines(args[1])) do
+    reads[i] = wrk.format("GET", "/users/" .. id)
+  end
+  prefix = string.format("%s-%d", args[2] or common.random_token(), tid or 0)
+end
+
+function request()
+  counter = counter + 1
+  if counter % 10 ~= 0 then
+    return reads[math.random(#reads)]
+  end
+  signups = signups + 1
+  local key = string.format("%s-%d", prefix, signups)
+  headers["Idempotency-Key"] = key
+  local body = '{"name":"Bench User","email":"' .. key ..
+    '@example.com","password":"bench-password-1"}'
+  return wrk.format("POST", "/signup", headers, body)
+end
+
+-- A response does not say which request it answers: 200 (read) and 201 (signup) are both
+-- expected.
+function response(status, _, _)
+  if status ~= 200 and status ~= 201 then
+    unexpected = unexpected + 1
+  end
+end
+
+done = common.done
