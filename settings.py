@@ -28,9 +28,9 @@ class Settings(BaseSettings):
     service_name: str = "signup-service"
 
     bcrypt_rounds: int = Field(default=12, ge=4, le=31)
-    # Hashing runs in threads; more threads than cores only queues work inside the GIL-free
-    # bcrypt call and costs memory, so the default follows the core count.
-    bcrypt_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    # Hashing runs in threads (bcrypt releases the GIL). A few per core keep the cores busy
+    # while finished hashes wait for the event loop to pick them up; more only add memory.
+    bcrypt_threads: int = Field(default_factory=lambda: 4 * (os.cpu_count() or 1), ge=1)
 
     reply_timeout_seconds: float = Field(default=5.0, gt=0)
     idempotency_ttl_seconds: int = Field(default=86_400, ge=1)
@@ -48,7 +48,10 @@ class Settings(BaseSettings):
     # Requests one web process serves at once; more get 503 at the door.
     max_in_flight_requests: int = Field(default=1024, ge=1)
 
-    worker_concurrency: int = Field(default=4, ge=1, description="batches in flight per worker")
+    # 1: while a batch is being applied the next one accumulates in the stream, so reads
+    # come in batches. With more, an idle reader is always waiting and takes entries one
+    # by one as they arrive: a transaction per command.
+    worker_concurrency: int = Field(default=1, ge=1, description="batches in flight per worker")
     worker_batch_size: int = Field(default=64, ge=1, le=1000)
     worker_block_ms: int = Field(default=2_000, ge=10)
     # An entry pending this long on a consumer is taken over (XAUTOCLAIM) by another one.

@@ -53,8 +53,13 @@ def create_app(
         routes=ROUTES,
         middleware=[
             Middleware(HeaderLimitMiddleware, limit=settings.max_header_bytes),
-            # One source of server spans: Starlette's own middleware (a no-op when off).
-            Middleware(OpenTelemetryMiddleware, tracer_provider=provider),
+            # One source of server spans: Starlette's own middleware; with tracing off it
+            # is left out altogether rather than run as a no-op on every request.
+            *(
+                []
+                if isinstance(provider, trace.NoOpTracerProvider)
+                else [Middleware(OpenTelemetryMiddleware, tracer_provider=provider)]
+            ),
             Middleware(RequestContextMiddleware),
             Middleware(MetricsMiddleware, metrics=metrics),
             Middleware(InFlightLimitMiddleware, limit=settings.max_in_flight_requests),

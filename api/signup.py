@@ -206,7 +206,7 @@ async def submit_signup(
                 span.set_attribute("messaging.message.id", entry_id)
             enqueued = True
             web.metrics.enqueued.inc({})
-            logger.info("command.enqueued", command_id=cid, entry_id=entry_id)
+            logger.debug("command.enqueued", command_id=cid, entry_id=entry_id)
             waited = time.perf_counter()
             document = await web.replies.wait(cid, within=web.settings.reply_timeout_seconds)
             web.metrics.reply_wait.observe({}, time.perf_counter() - waited)

@@ -19,7 +19,7 @@ from loguru import logger
 
 from observability.tracing import current_trace_id
 
-_STDLIB_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "asyncio", "asyncpg", "redis")
+_STDLIB_LOGGERS = ("uvicorn", "uvicorn.error", "asyncio", "asyncpg", "redis")
 
 
 class _InterceptHandler(logging.Handler):
@@ -80,3 +80,8 @@ def configure_logging(*, json: bool, level: str, service: str) -> None:
         std = logging.getLogger(name)
         std.handlers = [_InterceptHandler()]
         std.propagate = False
+    # The web logs each request itself ("request.finished", with its ids). uvicorn writes
+    # its own access line whenever this logger has a handler: give it none.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers = []
+    access.propagate = False

@@ -12,6 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 CONNECT_TIMEOUT_SECONDS = 5.0
+POOL_WAIT_SECONDS = 5.0
 
 
 class DependencyUnavailable(RuntimeError):
@@ -49,18 +50,22 @@ async def connect_postgres(url: str, *, min_size: int, max_size: int) -> asyncpg
 def redis_client(url: str, *, max_connections: int, socket_timeout: float | None) -> redis.Redis:
     """A client whose connections come from one bounded pool.
 
+    The pool *waits* (up to ``POOL_WAIT_SECONDS``) for a free connection when all are busy;
+    redis-py's default pool raises at once instead, turning a burst into errors.
     ``socket_timeout`` must exceed any ``BLOCK`` time used on the client, or redis-py
     times out the socket under a long blocking read.
     """
-    return redis.Redis.from_url(
+    pool = redis.BlockingConnectionPool.from_url(
         url,
-        decode_responses=True,
         max_connections=max_connections,
+        timeout=POOL_WAIT_SECONDS,
+        decode_responses=True,
         socket_timeout=socket_timeout,
         socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
         health_check_interval=30,
         retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=2),
     )
+    return redis.Redis.from_pool(pool)
 
 
 async def check_redis(client: redis.Redis, url: str) -> None:
