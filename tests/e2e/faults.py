@@ -25,7 +25,8 @@ import asyncpg
 import httpx
 import redis
 
-from tests.e2e.conftest import ROOT, free_port
+from bench.procs import free_port
+from tests.e2e.conftest import ROOT
 from tests.redis_typed import entries_sync
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e.conftest import free_port, running_stack, wait_ready
+from bench.procs import free_port
+from tests.e2e.conftest import running_stack, wait_ready
 
 
 def test_rate_limit_is_shared_by_two_web_processes(database_url: str, tmp_path: Path) -> None:

@@ -11,8 +11,9 @@ import asyncpg
 import httpx
 import pytest
 
+from bench.procs import free_port
 from storage.keys import Keys
-from tests.e2e.conftest import Stack, free_port
+from tests.e2e.conftest import Stack
 from tests.e2e.secrets import leaks, redis_values
 from tests.redis_typed import add_sync, entries_sync
 
