@@ -18,14 +18,13 @@ from contextlib import contextmanager
 from typing import cast
 
 import anyio
-import orjson
 import redis.asyncio as redis
 from anyio.abc import TaskStatus
 from loguru import logger
 from redis.exceptions import RedisError
 
 from storage.keys import Keys
-from storage.outcomes import PENDING
+from storage.outcomes import final
 
 
 class ReplyListener:
@@ -119,6 +118,4 @@ class ReplyListener:
             document = cast(str | None, await self._client.get(self._keys.command(command_id)))
         except RedisError:
             return None
-        if document is None or orjson.loads(document).get("status") == PENDING:
-            return None
-        return document
+        return final(document)

@@ -25,7 +25,7 @@ from domain.model import SignUp
 from domain.rules import SignupData
 from observability import tracing
 from storage import streams
-from storage.outcomes import FAILED, SUCCEEDED, pending_json
+from storage.outcomes import FAILED, SUCCEEDED, final, pending_json
 
 if TYPE_CHECKING:
     from bootstrap import Web
@@ -128,8 +128,8 @@ async def _replay(web: Web, key: str, record: Record, password: str) -> Answer:
         )
     # Enqueued: the first request timed out (202) or is still waiting; the worker may
     # have finished since.
-    document = cast(str | None, await web.redis.get(web.keys.command(record.command_id)))
-    if document is None or orjson.loads(document)["status"] not in (SUCCEEDED, FAILED):
+    document = final(cast(str | None, await web.redis.get(web.keys.command(record.command_id))))
+    if document is None:
         return _in_flight()
     answer = answer_from_outcome(document)
     await web.idempotency.complete(

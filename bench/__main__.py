@@ -514,6 +514,14 @@ def table(rows: list[Row]) -> str:
     return "\n".join([fmt(header), rule, *(fmt(line) for line in lines)])
 
 
+def _ratios(rows: list[Row], scenario: str, layout: Layout) -> tuple[float, float] | None:
+    """(throughput, p99) of a layout relative to the baseline in one scenario."""
+    base, ours = _find(rows, scenario, BASELINE), _find(rows, scenario, layout)
+    if base and ours and base.rps > 0 and base.p99_ms > 0:
+        return ours.rps / base.rps, ours.p99_ms / base.p99_ms
+    return None
+
+
 def _verdict(ok: bool) -> str:
     return "MET" if ok else "MISSED"
 
@@ -523,18 +531,16 @@ def targets_report(
 ) -> Iterator[str]:
     rows = bench.rows
     for layout in bench.layouts:
-        base, ours = _find(rows, READ, BASELINE), _find(rows, READ, layout)
-        if base and ours and base.rps > 0 and base.p99_ms > 0:
-            ratio, p99 = ours.rps / base.rps, ours.p99_ms / base.p99_ms
+        if ratios := _ratios(rows, READ, layout):
+            ratio, p99 = ratios
             yield (
                 f"reads >= 2x baseline, p99 no worse ({layout.label}): {ratio:.2f}x,"
                 f" p99 {p99:.2f}x -> {_verdict(ratio >= 2 and p99 <= 1)}"
             )
     like = bench.layouts[0]
     for scenario in (SIGNUP_4_C32, SIGNUP_4_C128):
-        base, ours = _find(rows, scenario, BASELINE), _find(rows, scenario, like)
-        if base and ours and base.rps > 0 and base.p99_ms > 0:
-            ratio, p99 = ours.rps / base.rps, ours.p99_ms / base.p99_ms
+        if ratios := _ratios(rows, scenario, like):
+            ratio, p99 = ratios
             yield (
                 f"{scenario} >= 1.0x baseline, p99 <= 2x ({like.label}): {ratio:.2f}x,"
                 f" p99 {p99:.2f}x -> {_verdict(ratio >= 1 and p99 <= 2)}"

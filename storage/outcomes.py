@@ -29,6 +29,13 @@ def user_json(user: User) -> bytes:
     return orjson.dumps(user_document(user))
 
 
+def final(document: str | None) -> str | None:
+    """The stored outcome if the command is settled (succeeded or failed), else None."""
+    if document is None or orjson.loads(document).get("status") == PENDING:
+        return None
+    return document
+
+
 def pending_json(command_id: uuid.UUID | str) -> bytes:
     return orjson.dumps({"command_id": str(command_id), "status": PENDING})
 

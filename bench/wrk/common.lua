@@ -38,6 +38,25 @@ function common.read_lines(path)
   return lines
 end
 
+-- GET /users/{id} requests for every id in the file (one id a line), formatted once.
+function common.read_requests(path)
+  local requests = {}
+  for i, id in ipairs(common.read_lines(path)) do
+    requests[i] = wrk.format("GET", "/users/" .. id)
+  end
+  return requests
+end
+
+-- A POST /signup whose email and Idempotency-Key are both `key` (unique per request).
+local signup_headers = { ["Content-Type"] = "application/json" }
+
+function common.signup_request(key)
+  signup_headers["Idempotency-Key"] = key
+  local body = '{"name":"Bench User","email":"' .. key ..
+    '@example.com","password":"bench-password-1"}'
+  return wrk.format("POST", "/signup", signup_headers, body)
+end
+
 function common.done(summary, latency, requests)
   local unexpected = 0
   for _, thread in ipairs(threads) do

@@ -10,7 +10,6 @@ local reads = {}
 local prefix = ""
 local counter = 0
 local signups = 0
-local headers = { ["Content-Type"] = "application/json" }
 
 function setup(thread)
   common.setup(thread)
@@ -18,9 +17,7 @@ end
 
 function init(args)
   common.seed(tid)
-  for i, id in ipairs(common.read_lines(args[1])) do
-    reads[i] = wrk.format("GET", "/users/" .. id)
-  end
+  reads = common.read_requests(args[1])
   prefix = string.format("%s-%d", args[2] or common.random_token(), tid or 0)
 end
 
@@ -30,11 +27,7 @@ function request()
     return reads[math.random(#reads)]
   end
   signups = signups + 1
-  local key = string.format("%s-%d", prefix, signups)
-  headers["Idempotency-Key"] = key
-  local body = '{"name":"Bench User","email":"' .. key ..
-    '@example.com","password":"bench-password-1"}'
-  return wrk.format("POST", "/signup", headers, body)
+  return common.signup_request(string.format("%s-%d", prefix, signups))
 end
 
 -- A response does not say which request it answers: 200 (read) and 201 (signup) are both

@@ -13,9 +13,7 @@ end
 
 function init(args)
   common.seed(tid)
-  for i, id in ipairs(common.read_lines(args[1])) do
-    requests[i] = wrk.format("GET", "/users/" .. id)
-  end
+  requests = common.read_requests(args[1])
 end
 
 function request()

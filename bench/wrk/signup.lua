@@ -8,7 +8,6 @@ local common = dofile(dir .. "common.lua")
 unexpected = 0
 local prefix = ""
 local counter = 0
-local headers = { ["Content-Type"] = "application/json" }
 
 function setup(thread)
   common.setup(thread)
@@ -20,11 +19,7 @@ end
 
 function request()
   counter = counter + 1
-  local key = string.format("%s-%d", prefix, counter)
-  headers["Idempotency-Key"] = key
-  local body = '{"name":"Bench User","email":"' .. key ..
-    '@example.com","password":"bench-password-1"}'
-  return wrk.format("POST", "/signup", headers, body)
+  return common.signup_request(string.format("%s-%d", prefix, counter))
 end
 
 function response(status, _, _)
