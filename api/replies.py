@@ -15,16 +15,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import cast
+from typing import Any, cast
 
 import anyio
+import orjson
 import redis.asyncio as redis
 from anyio.abc import TaskStatus
 from loguru import logger
 from redis.exceptions import RedisError
 
 from storage.keys import Keys
-from storage.outcomes import final
+from storage.outcomes import settled
 
 
 class ReplyListener:
@@ -96,8 +97,8 @@ class ReplyListener:
         finally:
             del self._waiters[command_id]
 
-    async def wait(self, command_id: str, within: float) -> str | None:
-        """The outcome document, or None when the command is still pending at the deadline."""
+    async def wait(self, command_id: str, within: float) -> dict[str, Any] | None:
+        """The settled outcome, or None when the command is still pending at the deadline."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
         while True:
@@ -105,17 +106,18 @@ class ReplyListener:
             remaining = deadline - loop.time()
             if remaining > 0:
                 await asyncio.wait({future}, timeout=remaining)
-            if future.done() and future.result() is not None:
-                return future.result()
+            if future.done() and (reply := future.result()) is not None:
+                parsed: dict[str, Any] = orjson.loads(reply)
+                return parsed
             # Woken by a reconnect, or out of time: the stored outcome is the truth.
             stored = await self._stored_outcome(command_id)
             if stored is not None or loop.time() >= deadline:
                 return stored
             self._waiters[command_id] = loop.create_future()
 
-    async def _stored_outcome(self, command_id: str) -> str | None:
+    async def _stored_outcome(self, command_id: str) -> dict[str, Any] | None:
         try:
             document = cast(str | None, await self._client.get(self._keys.command(command_id)))
         except RedisError:
             return None
-        return final(document)
+        return settled(document)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -130,9 +131,10 @@ async def get_command(request: Request) -> Response:
     if stored is None:
         raise CommandNotFound(text)
     document = orjson.loads(stored)
-    view: dict[str, Any] = {"command_id": document["command_id"], "status": document["status"]}
+    view: dict[str, Any] = {"command_id": text, "status": document["status"]}
     if document["status"] == SUCCEEDED:
-        view["user"] = document["user"]
+        user = await read_user(web.redis, web.keys, web.users, uuid.UUID(document["user_id"]))
+        view["user"] = None if user is None else orjson.Fragment(user)
     elif document["status"] == FAILED:
         view["problem"] = outcome_problem(document).document()
     return _json(orjson.dumps(view))

@@ -7,7 +7,9 @@ command's journey from here to the HTTP answer is in this module.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -17,7 +19,7 @@ from loguru import logger
 from opentelemetry.trace import SpanKind
 from redis.exceptions import RedisError
 
-from api.idempotency import COMPLETED, RESERVED, Entry, Record, fingerprint
+from api.idempotency import RESERVED, Entry, Record, fingerprint
 from api.problems import PROBLEM_JSON, Problem
 from domain.handlers import EMAIL_TAKEN
 from domain.ids import uuid7
@@ -25,7 +27,8 @@ from domain.model import SignUp
 from domain.rules import SignupData
 from observability import tracing
 from storage import streams
-from storage.outcomes import FAILED, SUCCEEDED, final, pending_json
+from storage.outcomes import FAILED, PENDING_JSON, SUCCEEDED, settled
+from storage.read_model import read_user
 
 if TYPE_CHECKING:
     from bootstrap import Web
@@ -60,13 +63,20 @@ def outcome_problem(document: dict[str, Any]) -> Problem:
     )
 
 
-def answer_from_outcome(document_text: str) -> Answer:
-    document = orjson.loads(document_text)
-    if document["status"] == SUCCEEDED:
-        user = document["user"]
+async def answer_from_outcome(web: Web, outcome: dict[str, Any]) -> Answer:
+    """The answer a settled command stands for. A success published to the waiting request
+    carries the user; the stored copy names it, and the read model has the document."""
+    if outcome["status"] == FAILED:
+        return _problem_answer(outcome_problem(outcome))
+    assert outcome["status"] == SUCCEEDED
+    if "user" in outcome:
+        user = outcome["user"]
         return Answer(201, orjson.dumps(user), location=f"/users/{user['id']}")
-    assert document["status"] == FAILED
-    return _problem_answer(outcome_problem(document))
+    user_id = outcome["user_id"]
+    document = await read_user(web.redis, web.keys, web.users, uuid.UUID(user_id))
+    if document is None:
+        raise LookupError(f"command succeeded but user {user_id} is in no read model")
+    return Answer(201, document.encode(), location=f"/users/{user_id}")
 
 
 def _idempotency_outcome(answer: Answer) -> str:
@@ -112,30 +122,25 @@ def _key_reused() -> Answer:
     return _problem_answer(problem)
 
 
-async def _replay(web: Web, key: str, record: Record, password: str) -> Answer:
-    """The answer to a request whose key another request already holds."""
+async def _replay(web: Web, record: Record, password: str) -> Answer:
+    """The answer to a request whose key another request already holds: rebuilt from what
+    the first request's command left behind, byte for byte what it was answered."""
     if record.state == RESERVED:
         return _in_flight()
     if not await web.hasher.verify(password, record.password_hash):
         return _key_reused()
-    if record.state == COMPLETED:
-        return Answer(
-            record.status,
-            record.body.encode(),
-            PROBLEM_JSON if record.status >= 400 else "application/json",
-            record.location,
-            replayed=True,
-        )
-    # Enqueued: the first request timed out (202) or is still waiting; the worker may
-    # have finished since.
-    document = final(cast(str | None, await web.redis.get(web.keys.command(record.command_id))))
-    if document is None:
+    stored = await web.redis.get(web.keys.command(record.command_id))
+    outcome = settled(cast(str | None, stored))
+    if outcome is None and stored is None and record.user_id:
+        # The outcome's TTL ran out before the key's: the user, if created, still is.
+        document = await read_user(web.redis, web.keys, web.users, uuid.UUID(record.user_id))
+        if document is not None:
+            outcome = {"status": SUCCEEDED, "user_id": record.user_id}
+    if outcome is None:
+        # The first request timed out (202) or is still waiting for the worker.
         return _in_flight()
-    answer = answer_from_outcome(document)
-    await web.idempotency.complete(
-        key, record.command_id, answer.status, answer.body, answer.location
-    )
-    return Answer(answer.status, answer.body, answer.media_type, answer.location, replayed=True)
+    answer = await answer_from_outcome(web, outcome)
+    return dataclasses.replace(answer, replayed=True)
 
 
 async def submit_signup(
@@ -150,17 +155,16 @@ async def submit_signup(
     await web.backlog.check()
     command_id, user_id = uuid7(), uuid7()
     cid = str(command_id)
-    token = cid
     record_key = ""
     if idempotency_key is not None:
         record_key = web.keys.idempotency("POST", SIGNUP_PATH, idempotency_key)
         fp = fingerprint("POST", SIGNUP_PATH, body)
-        found = await web.idempotency.reserve(record_key, token, fp)
+        found = await web.idempotency.reserve(record_key, cid, fp)
         if found is not None:
             answer = (
                 _key_reused()
                 if found.fingerprint != fp
-                else await _replay(web, record_key, found, data.password)
+                else await _replay(web, found, data.password)
             )
             web.metrics.idempotency.inc({"outcome": _idempotency_outcome(answer)})
             return answer
@@ -197,9 +201,9 @@ async def submit_signup(
                     stream=web.keys.commands,
                     fields=streams.encode(envelope),
                     outcome_key=web.keys.command(cid),
-                    pending=pending_json(cid),
+                    pending=PENDING_JSON,
                 )
-                entry_id = await _enqueue(web, entry, record_key, token, command)
+                entry_id = await _enqueue(web, entry, record_key, command)
                 if entry_id is None:
                     # Our lease ran out before we enqueued and another request took the key.
                     return _in_flight()
@@ -215,26 +219,21 @@ async def submit_signup(
             # Free the key for a retry now rather than when the lease runs out; if Redis
             # is down the lease does it.
             with anyio.CancelScope(shield=True), contextlib.suppress(RedisError):
-                await web.idempotency.release(record_key, token)
+                await web.idempotency.release(record_key, cid)
 
     if document is None:
         web.metrics.reply_timeouts.inc({})
         logger.info("command.reply_timeout", command_id=cid)
         return accepted(cid)
-    answer = answer_from_outcome(document)
-    if record_key:
-        await web.idempotency.complete(record_key, cid, answer.status, answer.body, answer.location)
-    return answer
+    return await answer_from_outcome(web, document)
 
 
-async def _enqueue(
-    web: Web, entry: Entry, record_key: str, token: str, command: SignUp
-) -> str | None:
+async def _enqueue(web: Web, entry: Entry, record_key: str, command: SignUp) -> str | None:
     if record_key:
         return await web.idempotency.enqueue(
             record_key,
-            token,
             str(command.command_id),
+            str(command.user_id),
             command.password_hash,
             entry,
             outcome_ttl_ms=web.settings.outcome_ttl_seconds * 1000,

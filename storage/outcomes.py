@@ -1,9 +1,15 @@
 """JSON documents the worker writes and the web reads: the user (read model) and a
-command's outcome (stored under the command's key and published on its reply channel)."""
+command's outcome.
+
+An outcome travels twice. The reply published to the waiting request is complete (a
+success carries the user's document, so the request answers 201 without another read).
+The copy kept under the command's key, for ``GET /commands/{id}``, a replay or a reply
+that was missed, refers to the user by id instead: the read model already holds the
+document, and a second copy would double the Redis memory each signup costs.
+"""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import orjson
@@ -29,31 +35,32 @@ def user_json(user: User) -> bytes:
     return orjson.dumps(user_document(user))
 
 
-def final(document: str | None) -> str | None:
-    """The stored outcome if the command is settled (succeeded or failed), else None."""
-    if document is None or orjson.loads(document).get("status") == PENDING:
+def settled(document: str | None) -> dict[str, Any] | None:
+    """The outcome if the command is settled (succeeded or failed), else None."""
+    if document is None:
         return None
-    return document
+    parsed: dict[str, Any] = orjson.loads(document)
+    return None if parsed.get("status") == PENDING else parsed
 
 
-def pending_json(command_id: uuid.UUID | str) -> bytes:
-    return orjson.dumps({"command_id": str(command_id), "status": PENDING})
+PENDING_JSON = orjson.dumps({"status": PENDING})
 
 
-def failed_json(command_id: uuid.UUID | str, reason: str, detail: str) -> bytes:
-    return orjson.dumps(
-        {"command_id": str(command_id), "status": FAILED, "reason": reason, "detail": detail}
-    )
+def failed_json(reason: str, detail: str) -> bytes:
+    return orjson.dumps({"status": FAILED, "reason": reason, "detail": detail})
 
 
-def outcome_json(outcome: Outcome) -> bytes:
+def reply_json(outcome: Outcome) -> bytes:
+    """The outcome as published to the waiting request."""
     if isinstance(outcome, UserSignedUp):
-        return orjson.dumps(
-            {
-                "command_id": str(outcome.command_id),
-                "status": SUCCEEDED,
-                "user": user_document(outcome.user),
-            }
-        )
+        return orjson.dumps({"status": SUCCEEDED, "user": user_document(outcome.user)})
     assert isinstance(outcome, SignupRejected)
-    return failed_json(outcome.command_id, outcome.reason, outcome.detail)
+    return failed_json(outcome.reason, outcome.detail)
+
+
+def stored_json(outcome: Outcome) -> bytes:
+    """The outcome as kept under the command's key: a success names the user."""
+    if isinstance(outcome, UserSignedUp):
+        return orjson.dumps({"status": SUCCEEDED, "user_id": str(outcome.user.id)})
+    assert isinstance(outcome, SignupRejected)
+    return failed_json(outcome.reason, outcome.detail)

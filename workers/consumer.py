@@ -27,7 +27,7 @@ from domain.model import Outcome, UserSignedUp
 from observability import tracing
 from observability.metrics import exposition
 from storage import streams
-from storage.outcomes import failed_json, outcome_json, user_json
+from storage.outcomes import failed_json, reply_json, stored_json, user_json
 from workers.housekeeping import trim_commands
 
 # Postgres or network faults that a retry can outlive; anything else is the command's fault.
@@ -246,13 +246,14 @@ class Consumer:
             try:
                 async with self.w.redis.pipeline(transaction=True) as pipe:
                     for d, outcome in zip(batch, outcomes, strict=True):
-                        document = outcome_json(outcome)
                         if isinstance(outcome, UserSignedUp):
                             pipe.set(self.keys.user(str(outcome.user.id)), user_json(outcome.user))
                         cid = str(d.envelope.command.command_id)
-                        pipe.set(self.keys.command(cid), document, px=self._outcome_ttl_ms)
+                        pipe.set(
+                            self.keys.command(cid), stored_json(outcome), px=self._outcome_ttl_ms
+                        )
                         if d.envelope.reply_channel:
-                            pipe.publish(d.envelope.reply_channel, document)
+                            pipe.publish(d.envelope.reply_channel, reply_json(outcome))
                     pipe.xack(self.keys.commands, self.keys.group, *(d.entry_id for d in batch))
                     await pipe.execute()
                 return True
@@ -278,9 +279,7 @@ class Consumer:
                 approximate=True,
             )
             if command_id:
-                failed = failed_json(
-                    command_id, DEAD_LETTERED, "The command could not be processed."
-                )
+                failed = failed_json(DEAD_LETTERED, "The command could not be processed.")
                 pipe.set(self.keys.command(command_id), failed, px=self._outcome_ttl_ms)
                 if reply_channel:
                     pipe.publish(reply_channel, failed)

@@ -145,6 +145,53 @@ async def test_idempotent_replay_and_key_reuse(client: httpx.AsyncClient, worker
     assert wrong_password.status_code == 422
 
 
+async def test_a_refusal_replays_byte_for_byte(client: httpx.AsyncClient, worker: Consumer) -> None:
+    email = f"{uuid.uuid4().hex}@example.com"
+    assert (await client.post("/signup", json=body(email))).status_code == 201
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    first = await client.post("/signup", json=body(email), headers=key)
+    again = await client.post("/signup", json=body(email), headers=key)
+    assert first.status_code == again.status_code == 409
+    assert again.content == first.content
+    assert again.headers["content-type"] == "application/problem+json"
+    assert again.headers["idempotent-replayed"] == "true"
+
+
+async def test_a_success_replays_after_its_outcome_expired(
+    client: httpx.AsyncClient, worker: Consumer, r: redis.Redis, settings: Settings
+) -> None:
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    payload = body()
+    first = await client.post("/signup", json=payload, headers=key)
+    command_id = (await entries(r, Keys(settings.redis_namespace).commands, newest_first=True))[0][
+        1
+    ]["command_id"]
+    # An operator may keep outcomes for less time than keys: the user is still there.
+    assert await r.delete(Keys(settings.redis_namespace).command(command_id)) == 1
+    again = await client.post("/signup", json=payload, headers=key)
+    assert (again.status_code, again.content) == (201, first.content)
+    assert again.headers["location"] == first.headers["location"]
+
+
+async def test_a_keyed_signup_keeps_under_1_kib_in_redis(
+    client: httpx.AsyncClient, worker: Consumer, r: redis.Redis, settings: Settings
+) -> None:
+    keys = Keys(settings.redis_namespace)
+    idempotency_key = uuid.uuid4().hex
+    created = await client.post(
+        "/signup", json=body(), headers={"Idempotency-Key": idempotency_key}
+    )
+    assert created.status_code == 201
+    command_id = (await entries(r, keys.commands, newest_first=True))[0][1]["command_id"]
+    record = keys.idempotency("POST", "/signup", idempotency_key)
+    kept = [keys.user(created.json()["id"]), keys.command(command_id), record]
+    sizes = [int(await r.memory_usage(key) or 0) for key in kept]
+    assert all(sizes), dict(zip(kept, sizes, strict=True))
+    assert sum(sizes) <= 1024, dict(zip(kept, sizes, strict=True))
+    # Small fields only: Redis keeps the record in its compact encoding.
+    assert await r.object("encoding", record) == "listpack"
+
+
 async def test_validation_error_is_not_stored_under_the_key(
     client: httpx.AsyncClient, worker: Consumer
 ) -> None:

@@ -53,7 +53,7 @@ async def test_redelivered_command_creates_one_user(
     assert count == 1
     outcome = await get_json(r, keys.command(fields["command_id"]))
     assert outcome["status"] == "succeeded"
-    assert outcome["user"] == created.json()
+    assert outcome["user_id"] == created.json()["id"]
 
 
 async def test_malformed_entry_is_dead_lettered_and_the_worker_goes_on(

@@ -7,7 +7,6 @@ import pytest
 from redis.asyncio import Redis
 
 from api.idempotency import (
-    COMPLETED,
     ENQUEUED,
     MAX_KEY_LENGTH,
     RESERVED,
@@ -18,7 +17,7 @@ from api.idempotency import (
     fingerprint,
 )
 from storage.keys import Keys
-from storage.outcomes import pending_json
+from storage.outcomes import PENDING_JSON
 
 TTL_SECONDS = 3600
 LEASE_SECONDS = 30
@@ -27,6 +26,8 @@ KEYS = Keys("test")
 RECORD = KEYS.idempotency("POST", "/signup", "key-1")
 FP = fingerprint("POST", "/signup", {"name": "Ann", "email": "ann@example.com"})
 CID = "01930000-0000-7000-8000-000000000001"
+OTHER_CID = "01930000-0000-7000-8000-000000000002"
+USER_ID = "01930000-0000-7000-8000-0000000000aa"
 PW_HASH = "$2b$04$abcdefghijklmnopqrstuu5Yp9X5HqJ0Ykq9c4Zk8o6J1cS0d0fGa"
 
 
@@ -40,12 +41,14 @@ def entry() -> Entry:
         stream=KEYS.commands,
         fields={"type": "signup.v1", "command_id": CID, "name": "Ann"},
         outcome_key=KEYS.command(CID),
-        pending=pending_json(CID),
+        pending=PENDING_JSON,
     )
 
 
-async def enqueue(store: IdempotencyStore, token: str = "token-1") -> str | None:
-    return await store.enqueue(RECORD, token, CID, PW_HASH, entry(), outcome_ttl_ms=OUTCOME_TTL_MS)
+async def enqueue(store: IdempotencyStore, command_id: str = CID) -> str | None:
+    return await store.enqueue(
+        RECORD, command_id, USER_ID, PW_HASH, entry(), outcome_ttl_ms=OUTCOME_TTL_MS
+    )
 
 
 async def ttl_ms(client: Redis, key: str) -> int:
@@ -62,19 +65,19 @@ def within(ttl: int, expected_ms: int) -> bool:
 async def test_first_reserve_takes_the_key_and_the_second_sees_the_reservation(
     store: IdempotencyStore,
 ) -> None:
-    assert await store.reserve(RECORD, "token-1", FP) is None
+    assert await store.reserve(RECORD, CID, FP) is None
 
-    found = await store.reserve(RECORD, "token-2", "another-fp")
+    found = await store.reserve(RECORD, OTHER_CID, "another-fp")
 
     assert found is not None
-    assert (found.state, found.fingerprint, found.command_id) == (RESERVED, FP, "")
+    assert (found.state, found.fingerprint, found.command_id) == (RESERVED, FP, CID)
 
 
 @pytest.mark.anyio
 async def test_a_reservation_lives_for_the_lease(
     store: IdempotencyStore, fake_redis: Redis
 ) -> None:
-    await store.reserve(RECORD, "token-1", FP)
+    await store.reserve(RECORD, CID, FP)
 
     assert within(await ttl_ms(fake_redis, RECORD), LEASE_SECONDS * 1000)
 
@@ -83,16 +86,21 @@ async def test_a_reservation_lives_for_the_lease(
 async def test_enqueue_adds_one_entry_and_records_the_command(
     store: IdempotencyStore, fake_redis: Redis
 ) -> None:
-    await store.reserve(RECORD, "token-1", FP)
+    await store.reserve(RECORD, CID, FP)
 
     entry_id = await enqueue(store)
 
     entries = await fake_redis.xrange(KEYS.commands)
     assert entries == [(entry_id, entry().fields)]
-    found = await store.reserve(RECORD, "token-2", FP)
+    found = await store.reserve(RECORD, OTHER_CID, FP)
     assert found is not None
-    assert (found.state, found.command_id, found.password_hash) == (ENQUEUED, CID, PW_HASH)
-    assert await fake_redis.get(KEYS.command(CID)) == pending_json(CID).decode()
+    assert (found.state, found.command_id, found.user_id, found.password_hash) == (
+        ENQUEUED,
+        CID,
+        USER_ID,
+        PW_HASH,
+    )
+    assert await fake_redis.get(KEYS.command(CID)) == PENDING_JSON.decode()
     assert within(await ttl_ms(fake_redis, KEYS.command(CID)), OUTCOME_TTL_MS)
     assert within(await ttl_ms(fake_redis, RECORD), TTL_SECONDS * 1000)
 
@@ -103,7 +111,7 @@ async def test_enqueue_keeps_an_outcome_already_stored(
 ) -> None:
     done = orjson.dumps({"command_id": CID, "status": "succeeded"}).decode()
     await fake_redis.set(KEYS.command(CID), done)
-    await store.reserve(RECORD, "token-1", FP)
+    await store.reserve(RECORD, CID, FP)
 
     await enqueue(store)
 
@@ -111,14 +119,14 @@ async def test_enqueue_keeps_an_outcome_already_stored(
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("reserved_by", ["someone-else", None])
+@pytest.mark.parametrize("reserved_by", [OTHER_CID, None])
 async def test_enqueue_without_the_reservation_adds_nothing(
     store: IdempotencyStore, fake_redis: Redis, reserved_by: str | None
 ) -> None:
     if reserved_by is not None:
         await store.reserve(RECORD, reserved_by, FP)
 
-    assert await enqueue(store, token="token-1") is None
+    assert await enqueue(store) is None
 
     assert await fake_redis.xlen(KEYS.commands) == 0
     assert await fake_redis.exists(KEYS.command(CID)) == 0
@@ -126,7 +134,7 @@ async def test_enqueue_without_the_reservation_adds_nothing(
 
 @pytest.mark.anyio
 async def test_enqueue_twice_adds_one_entry(store: IdempotencyStore, fake_redis: Redis) -> None:
-    await store.reserve(RECORD, "token-1", FP)
+    await store.reserve(RECORD, CID, FP)
     await enqueue(store)
 
     assert await enqueue(store) is None
@@ -135,70 +143,47 @@ async def test_enqueue_twice_adds_one_entry(store: IdempotencyStore, fake_redis:
 
 
 @pytest.mark.anyio
-async def test_complete_stores_the_answer_for_replays(
-    store: IdempotencyStore, fake_redis: Redis
-) -> None:
-    await store.reserve(RECORD, "token-1", FP)
-    await enqueue(store)
-    body = b'{"id":"u1","name":"Ann \xc3\xa9"}'
-
-    await store.complete(RECORD, CID, 201, body, "/users/u1")
-
-    found = await store.reserve(RECORD, "token-2", FP)
-    assert found is not None
-    assert (found.state, found.status, found.body, found.location) == (
-        COMPLETED,
-        201,
-        body.decode(),
-        "/users/u1",
-    )
-    assert (found.command_id, found.password_hash, found.fingerprint) == (CID, PW_HASH, FP)
-    assert within(await ttl_ms(fake_redis, RECORD), TTL_SECONDS * 1000)
-
-
-@pytest.mark.anyio
-async def test_complete_for_another_command_changes_nothing(store: IdempotencyStore) -> None:
-    await store.reserve(RECORD, "token-1", FP)
+async def test_an_enqueued_record_stays_compact(store: IdempotencyStore, fake_redis: Redis) -> None:
+    await store.reserve(RECORD, CID, FP)
     await enqueue(store)
 
-    await store.complete(RECORD, "another-command", 201, b"{}", "/users/x")
-
-    found = await store.reserve(RECORD, "token-2", FP)
-    assert found is not None
-    assert (found.state, found.status, found.body) == (ENQUEUED, 0, "")
+    # Every field under 64 bytes: Redis keeps the hash as a listpack, not a hashtable.
+    record = await fake_redis.hgetall(RECORD)
+    assert set(record) == {"state", "command_id", "fp", "user_id", "pw"}
+    assert max(len(str(value).encode()) for value in record.values()) <= 64
 
 
 @pytest.mark.anyio
 async def test_release_frees_our_own_reservation(
     store: IdempotencyStore, fake_redis: Redis
 ) -> None:
-    await store.reserve(RECORD, "token-1", FP)
+    await store.reserve(RECORD, CID, FP)
 
-    await store.release(RECORD, "token-1")
+    await store.release(RECORD, CID)
 
     assert await fake_redis.exists(RECORD) == 0
-    assert await store.reserve(RECORD, "token-2", FP) is None
+    assert await store.reserve(RECORD, OTHER_CID, FP) is None
 
 
 @pytest.mark.anyio
 async def test_release_with_another_token_keeps_the_reservation(
     store: IdempotencyStore, fake_redis: Redis
 ) -> None:
-    await store.reserve(RECORD, "token-1", FP)
+    await store.reserve(RECORD, CID, FP)
 
-    await store.release(RECORD, "token-2")
+    await store.release(RECORD, OTHER_CID)
 
-    assert await fake_redis.hget(RECORD, "token") == "token-1"
+    assert await fake_redis.hget(RECORD, "command_id") == CID
 
 
 @pytest.mark.anyio
 async def test_release_after_enqueue_keeps_the_record(
     store: IdempotencyStore, fake_redis: Redis
 ) -> None:
-    await store.reserve(RECORD, "token-1", FP)
+    await store.reserve(RECORD, CID, FP)
     await enqueue(store)
 
-    await store.release(RECORD, "token-1")
+    await store.release(RECORD, CID)
 
     assert await fake_redis.hget(RECORD, "state") == ENQUEUED
 

@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 
 from api.replies import ReplyListener
 from storage.keys import Keys
-from storage.outcomes import pending_json
+from storage.outcomes import PENDING_JSON
 
 KEYS = Keys("test")
 CID = "01930000-0000-7000-8000-000000000001"
@@ -24,8 +24,12 @@ async def listener(fake_redis: Redis) -> AsyncIterator[ReplyListener]:
         tg.cancel_scope.cancel()
 
 
-def succeeded(command_id: str) -> str:
-    return orjson.dumps({"command_id": command_id, "status": "succeeded"}).decode()
+def succeeded(command_id: str) -> dict[str, str]:
+    return {"status": "succeeded", "user_id": f"user-of-{command_id}"}
+
+
+def text(document: dict[str, str]) -> str:
+    return orjson.dumps(document).decode()
 
 
 @pytest.mark.anyio
@@ -40,7 +44,7 @@ async def test_a_published_reply_reaches_its_waiter(
     listener: ReplyListener, fake_redis: Redis
 ) -> None:
     with listener.expect(CID):
-        await fake_redis.publish(listener.channel(CID), succeeded(CID))
+        await fake_redis.publish(listener.channel(CID), text(succeeded(CID)))
 
         assert await listener.wait(CID, within=2) == succeeded(CID)
     assert listener.waiting == 0
@@ -52,8 +56,8 @@ async def test_a_reply_goes_only_to_its_own_waiter(
 ) -> None:
     other = "01930000-0000-7000-8000-000000000002"
     with listener.expect(CID), listener.expect(other):
-        await fake_redis.publish(listener.channel(other), succeeded(other))
-        await fake_redis.publish(listener.channel(CID), succeeded(CID))
+        await fake_redis.publish(listener.channel(other), text(succeeded(other)))
+        await fake_redis.publish(listener.channel(CID), text(succeeded(CID)))
 
         assert await listener.wait(CID, within=2) == succeeded(CID)
         assert await listener.wait(other, within=2) == succeeded(other)
@@ -64,7 +68,7 @@ async def test_a_reply_on_another_web_processes_channel_is_not_heard(
     listener: ReplyListener, fake_redis: Redis
 ) -> None:
     with listener.expect(CID):
-        await fake_redis.publish(KEYS.reply_channel("web2", CID), succeeded(CID))
+        await fake_redis.publish(KEYS.reply_channel("web2", CID), text(succeeded(CID)))
 
         assert await listener.wait(CID, within=0.2) is None
 
@@ -73,7 +77,7 @@ async def test_a_reply_on_another_web_processes_channel_is_not_heard(
 async def test_without_a_reply_the_stored_outcome_is_returned_at_the_deadline(
     listener: ReplyListener, fake_redis: Redis
 ) -> None:
-    await fake_redis.set(KEYS.command(CID), succeeded(CID))
+    await fake_redis.set(KEYS.command(CID), text(succeeded(CID)))
 
     with listener.expect(CID):
         started = anyio.current_time()
@@ -87,7 +91,7 @@ async def test_without_a_reply_the_stored_outcome_is_returned_at_the_deadline(
 async def test_a_pending_outcome_at_the_deadline_gives_none(
     listener: ReplyListener, fake_redis: Redis
 ) -> None:
-    await fake_redis.set(KEYS.command(CID), pending_json(CID))
+    await fake_redis.set(KEYS.command(CID), PENDING_JSON)
 
     with listener.expect(CID):
         assert await listener.wait(CID, within=0.2) is None
