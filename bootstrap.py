@@ -25,7 +25,13 @@ from api.replies import ReplyListener
 from observability.metrics import WebMetrics, WorkerMetrics
 from observability.tracing import TRACER_NAME
 from settings import Settings
-from storage.connections import check_redis, connect_postgres, redis_client
+from storage.autopipeline import PipelinedRedis
+from storage.connections import (
+    CONNECT_TIMEOUT_SECONDS,
+    check_redis,
+    connect_postgres,
+    redis_client,
+)
 from storage.keys import Keys
 from storage.users import PostgresUsers
 
@@ -40,6 +46,8 @@ class Web:
     keys: Keys
     web_id: str
     redis: Redis
+    # The hot path's commands (reads, idempotency, enqueue, rate limit), auto-pipelined.
+    commands: PipelinedRedis
     pool: asyncpg.Pool
     users: PostgresUsers
     replies: ReplyListener
@@ -104,28 +112,35 @@ async def open_web(
     ):
         replies = ReplyListener(client, keys, web_id)
         await tg.start(replies.run)
+        commands = PipelinedRedis(
+            settings.redis_url,
+            timeout=SOCKET_TIMEOUT_SECONDS,
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        )
         yield Web(
             settings=settings,
             keys=keys,
             web_id=web_id,
             redis=client,
+            commands=commands,
             pool=pool,
             users=PostgresUsers(pool),
             replies=replies,
             idempotency=IdempotencyStore(
-                client,
+                commands,
                 ttl_seconds=settings.idempotency_ttl_seconds,
                 lease_seconds=settings.idempotency_lease_seconds,
             ),
             hasher=PasswordHasher(settings.bcrypt_rounds, settings.bcrypt_threads),
             backlog=Backlog(client, keys, settings.max_backlog),
             rate_limiter=RateLimiter(
-                client, keys, settings.signup_rate_limit, settings.signup_rate_window_seconds
+                commands, keys, settings.signup_rate_limit, settings.signup_rate_window_seconds
             ),
             metrics=metrics,
             tracer=tracer_provider.get_tracer(TRACER_NAME),
             started_at=time.monotonic(),
         )
+        await commands.aclose()
         tg.cancel_scope.cancel()
 
 

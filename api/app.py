@@ -12,8 +12,10 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.opentelemetry import OpenTelemetryMiddleware
 
+from api.fastpath import UserReadFastPath
 from api.middleware import (
     HeaderLimitMiddleware,
+    InFlight,
     InFlightLimitMiddleware,
     MetricsMiddleware,
     RequestContextMiddleware,
@@ -49,20 +51,35 @@ def create_app(
         logger.info("web.stopped", web_id=web.web_id)
         tracing.shutdown(provider)
 
+    in_flight = InFlight(settings.max_in_flight_requests)
+    tracing_on = not isinstance(provider, trace.NoOpTracerProvider)
     return Starlette(
         routes=ROUTES,
         middleware=[
+            # With tracing on, reads take the full stack too, for their server spans.
+            *(
+                []
+                if tracing_on
+                else [
+                    Middleware(
+                        UserReadFastPath,
+                        metrics=metrics,
+                        in_flight=in_flight,
+                        header_limit=settings.max_header_bytes,
+                    )
+                ]
+            ),
             Middleware(HeaderLimitMiddleware, limit=settings.max_header_bytes),
             # One source of server spans: Starlette's own middleware; with tracing off it
             # is left out altogether rather than run as a no-op on every request.
             *(
-                []
-                if isinstance(provider, trace.NoOpTracerProvider)
-                else [Middleware(OpenTelemetryMiddleware, tracer_provider=provider)]
+                [Middleware(OpenTelemetryMiddleware, tracer_provider=provider)]
+                if tracing_on
+                else []
             ),
             Middleware(RequestContextMiddleware),
             Middleware(MetricsMiddleware, metrics=metrics),
-            Middleware(InFlightLimitMiddleware, limit=settings.max_in_flight_requests),
+            Middleware(InFlightLimitMiddleware, in_flight=in_flight),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import redis.asyncio as redis
+
+from storage.autopipeline import Commands
 
 MAX_KEY_LENGTH = 255
 
@@ -107,17 +108,14 @@ class Entry:
 
 
 class IdempotencyStore:
-    def __init__(self, client: redis.Redis, *, ttl_seconds: int, lease_seconds: int) -> None:
-        self._client = client
+    def __init__(self, commands: Commands, *, ttl_seconds: int, lease_seconds: int) -> None:
+        self._commands = commands
         self._ttl_ms = ttl_seconds * 1000
         self._lease_ms = lease_seconds * 1000
-        self._reserve = client.register_script(_RESERVE)
-        self._enqueue = client.register_script(_ENQUEUE)
-        self._release = client.register_script(_RELEASE)
 
     async def reserve(self, key: str, command_id: str, fp: str) -> Record | None:
         """Take the key for this command (None), or return the record another request made."""
-        found = await self._reserve(keys=[key], args=[command_id, fp, self._lease_ms])
+        found = await self._commands.script(_RESERVE, [key], [command_id, fp, self._lease_ms])
         if found is None:
             return None
         state, fp_, command_id_, user_id, pw = found
@@ -143,9 +141,10 @@ class IdempotencyStore:
         flat: list[str] = []
         for name, value in entry.fields.items():
             flat += (name, value)
-        entry_id: str | None = await self._enqueue(
-            keys=[key, entry.stream, entry.outcome_key],
-            args=[
+        entry_id: str | None = await self._commands.script(
+            _ENQUEUE,
+            [key, entry.stream, entry.outcome_key],
+            [
                 command_id,
                 user_id,
                 password_hash,
@@ -158,4 +157,4 @@ class IdempotencyStore:
         return entry_id
 
     async def release(self, key: str, command_id: str) -> None:
-        await self._release(keys=[key], args=[command_id])
+        await self._commands.script(_RELEASE, [key], [command_id])

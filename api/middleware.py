@@ -16,7 +16,36 @@ MAX_ID_LENGTH = 128
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-def _usable(value: str | None) -> str | None:
+def record_request(
+    metrics: WebMetrics, method: str, route: str, status: int, elapsed: float, **ids: str
+) -> None:
+    """Count and log one answered request (``ids``: when not already in the log context)."""
+    method = method if method in _METHODS else "OTHER"
+    metrics.requests.inc({"route": route, "method": method, "status": str(status)})
+    metrics.duration.observe({"route": route, "method": method}, elapsed)
+    logger.info(
+        "request.finished",
+        **ids,
+        method=method,
+        route=route,
+        status=status,
+        duration_ms=round(elapsed * 1000, 2),
+    )
+
+
+class InFlight:
+    """The requests one web process is serving, shared by the layers that admit them."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.current = 0
+
+    @property
+    def full(self) -> bool:
+        return self.current >= self.limit
+
+
+def usable_id(value: str | None) -> str | None:
     # A client's id is echoed into headers and logs: only short, printable ASCII is kept.
     if value and len(value) <= MAX_ID_LENGTH and all(0x21 <= ord(c) <= 0x7E for c in value):
         return value
@@ -35,8 +64,8 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        request_id = _usable(headers.get("x-request-id")) or uuid.uuid4().hex
-        correlation_id = _usable(headers.get("x-correlation-id")) or request_id
+        request_id = usable_id(headers.get("x-request-id")) or uuid.uuid4().hex
+        correlation_id = usable_id(headers.get("x-correlation-id")) or request_id
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         state["correlation_id"] = correlation_id
@@ -82,40 +111,30 @@ class MetricsMiddleware:
             m.in_flight.dec({})
             # The template, never the raw path: ids in labels would explode cardinality.
             route = getattr(scope.get("route"), "path_format", None) or "unmatched"
-            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-            m.requests.inc({"route": route, "method": method, "status": str(status)})
-            m.duration.observe({"route": route, "method": method}, elapsed)
-            logger.info(
-                "request.finished",
-                method=method,
-                route=route,
-                status=status,
-                duration_ms=round(elapsed * 1000, 2),
-            )
+            record_request(m, scope["method"], route, status, elapsed)
 
 
 class InFlightLimitMiddleware:
     """Caps the requests one web process serves at once: past the cap, answer 503 at the
     door rather than queue work (and memory) without bound."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, in_flight: InFlight) -> None:
         self.app = app
-        self.limit = limit
-        self.current = 0
+        self.in_flight = in_flight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self.current >= self.limit:
+        if self.in_flight.full:
             problem = unavailable("This server is at its limit of requests in flight.")
             await problem.response()(scope, receive, send)
             return
-        self.current += 1
+        self.in_flight.current += 1
         try:
             await self.app(scope, receive, send)
         finally:
-            self.current -= 1
+            self.in_flight.current -= 1
 
 
 class HeaderLimitMiddleware:

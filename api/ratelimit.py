@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import math
 
-import redis.asyncio as redis
-
 from api.problems import Problem
+from storage.autopipeline import Commands
 from storage.keys import Keys
 
 _HIT = """
@@ -24,11 +23,11 @@ return {n, redis.call('PTTL', KEYS[1])}
 
 
 class RateLimiter:
-    def __init__(self, client: redis.Redis, keys: Keys, limit: int, window_seconds: int) -> None:
+    def __init__(self, commands: Commands, keys: Keys, limit: int, window_seconds: int) -> None:
+        self._commands = commands
         self._keys = keys
         self._limit = limit
         self._window_ms = window_seconds * 1000
-        self._hit = client.register_script(_HIT)
 
     @property
     def enabled(self) -> bool:
@@ -38,8 +37,8 @@ class RateLimiter:
         """Count one request; raise a 429 problem with Retry-After past the limit."""
         if not self.enabled:
             return
-        count, ttl_ms = await self._hit(
-            keys=[self._keys.rate(action, client_id)], args=[self._window_ms]
+        count, ttl_ms = await self._commands.script(
+            _HIT, [self._keys.rate(action, client_id)], [self._window_ms]
         )
         if int(count) > self._limit:
             retry_after = max(1, math.ceil(int(ttl_ms) / 1000))

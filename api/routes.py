@@ -117,7 +117,7 @@ async def get_user(request: Request) -> Response:
     user_id = parse_uuid(text)
     if user_id is None:
         raise UserNotFound(text)
-    document = await read_user(web.redis, web.keys, web.users, user_id)
+    document = await read_user(web.commands, web.keys, web.users, user_id)
     if document is None:
         raise UserNotFound(text)
     return _json(document.encode())
@@ -127,13 +127,15 @@ async def get_command(request: Request) -> Response:
     web = _web(request)
     text = request.path_params["command_id"]
     command_id = parse_uuid(text)
-    stored = None if command_id is None else await web.redis.get(web.keys.command(text))
+    stored = (
+        None if command_id is None else await web.commands.execute("GET", web.keys.command(text))
+    )
     if stored is None:
         raise CommandNotFound(text)
     document = orjson.loads(stored)
     view: dict[str, Any] = {"command_id": text, "status": document["status"]}
     if document["status"] == SUCCEEDED:
-        user = await read_user(web.redis, web.keys, web.users, uuid.UUID(document["user_id"]))
+        user = await read_user(web.commands, web.keys, web.users, uuid.UUID(document["user_id"]))
         view["user"] = None if user is None else orjson.Fragment(user)
     elif document["status"] == FAILED:
         view["problem"] = outcome_problem(document).document()

@@ -11,7 +11,7 @@ import dataclasses
 import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import orjson
@@ -34,6 +34,12 @@ if TYPE_CHECKING:
     from bootstrap import Web
 
 SIGNUP_PATH = "/signup"
+# Without an Idempotency-Key: the pending outcome and the entry, both or neither.
+# KEYS: stream, command outcome key. ARGV: pending outcome, outcome TTL ms, field/value pairs.
+_ENQUEUE = """
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2], 'NX')
+return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
+"""
 # How long a client should wait before retrying a key whose first request is in flight.
 IN_FLIGHT_RETRY_AFTER = 1
 
@@ -73,7 +79,7 @@ async def answer_from_outcome(web: Web, outcome: dict[str, Any]) -> Answer:
         user = outcome["user"]
         return Answer(201, orjson.dumps(user), location=f"/users/{user['id']}")
     user_id = outcome["user_id"]
-    document = await read_user(web.redis, web.keys, web.users, uuid.UUID(user_id))
+    document = await read_user(web.commands, web.keys, web.users, uuid.UUID(user_id))
     if document is None:
         raise LookupError(f"command succeeded but user {user_id} is in no read model")
     return Answer(201, document.encode(), location=f"/users/{user_id}")
@@ -129,11 +135,11 @@ async def _replay(web: Web, record: Record, password: str) -> Answer:
         return _in_flight()
     if not await web.hasher.verify(password, record.password_hash):
         return _key_reused()
-    stored = await web.redis.get(web.keys.command(record.command_id))
-    outcome = settled(cast(str | None, stored))
+    stored: str | None = await web.commands.execute("GET", web.keys.command(record.command_id))
+    outcome = settled(stored)
     if outcome is None and stored is None and record.user_id:
         # The outcome's TTL ran out before the key's: the user, if created, still is.
-        document = await read_user(web.redis, web.keys, web.users, uuid.UUID(record.user_id))
+        document = await read_user(web.commands, web.keys, web.users, uuid.UUID(record.user_id))
         if document is not None:
             outcome = {"status": SUCCEEDED, "user_id": record.user_id}
     if outcome is None:
@@ -238,8 +244,12 @@ async def _enqueue(web: Web, entry: Entry, record_key: str, command: SignUp) -> 
             entry,
             outcome_ttl_ms=web.settings.outcome_ttl_seconds * 1000,
         )
-    async with web.redis.pipeline(transaction=True) as pipe:
-        pipe.set(entry.outcome_key, entry.pending, px=web.settings.outcome_ttl_seconds * 1000)
-        pipe.xadd(entry.stream, entry.fields)  # type: ignore[arg-type]
-        _, entry_id = await pipe.execute()
-    return str(entry_id)
+    flat: list[str] = []
+    for name, value in entry.fields.items():
+        flat += (name, value)
+    entry_id: str = await web.commands.script(
+        _ENQUEUE,
+        [entry.stream, entry.outcome_key],
+        [entry.pending, web.settings.outcome_ttl_seconds * 1000, *flat],
+    )
+    return entry_id

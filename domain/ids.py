@@ -26,6 +26,11 @@ def uuid7() -> uuid.UUID:
 _CANONICAL = re.compile(r"[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}")
 
 
+def is_canonical(text: str) -> bool:
+    """``text`` is a UUID spelt the one way ids are issued (see ``parse_uuid``)."""
+    return _CANONICAL.fullmatch(text) is not None
+
+
 def parse_uuid(text: str) -> uuid.UUID | None:
     """The UUID in ``text``, or None unless it is spelt the one way ids are issued: the
     canonical 36-character, lower-case form. ``uuid.UUID`` alone would also take braces,

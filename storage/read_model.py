@@ -1,6 +1,7 @@
 """The Redis read model: each user's JSON under ``Keys.user``, exactly the bytes
 ``GET /users/{id}`` answers with, so a read is one ``GET`` and no serialisation.
 
+Reads go through the web's auto-pipelined connection (``storage.autopipeline``).
 Postgres's ``users_read`` is the source of truth: a cache miss (or Redis being down) is
 answered from it, and the cache is refilled when Redis is there.
 """
@@ -9,26 +10,26 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from typing import cast
 
 import asyncpg
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from domain.model import User
+from storage.autopipeline import Commands
 from storage.keys import Keys
 from storage.outcomes import user_json
 from storage.users import SELECT_ALL, PostgresUsers, user_from_row
 
 
 async def read_user(
-    client: redis.Redis, keys: Keys, users: PostgresUsers, user_id: uuid.UUID
+    commands: Commands, keys: Keys, users: PostgresUsers, user_id: uuid.UUID
 ) -> str | None:
     """The user's JSON document, or None when no user has this id."""
     key = keys.user(str(user_id))
     redis_up = True
     try:
-        cached = cast(str | None, await client.get(key))
+        cached: str | None = await commands.execute("GET", key)
     except RedisError:
         cached, redis_up = None, False
     if cached is not None:
@@ -39,7 +40,7 @@ async def read_user(
     document = user_json(user).decode()
     if redis_up:
         with contextlib.suppress(RedisError):
-            await client.set(key, document)
+            await commands.execute("SET", key, document)
     return document
 
 

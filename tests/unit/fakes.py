@@ -5,9 +5,27 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
+
+from redis.asyncio import Redis
 
 from domain.handlers import UserStore
 from domain.model import SignUp, User
+from storage.autopipeline import Arg
+
+
+class FakeCommands:
+    """``storage.autopipeline.Commands`` over a fakeredis client: the same Lua scripts run
+    on the fake server, with replies decoded as the real connection decodes them."""
+
+    def __init__(self, client: Redis) -> None:
+        self.client = client
+
+    async def execute(self, *args: Arg) -> Any:
+        return await self.client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+    async def script(self, source: str, keys: list[str], args: list[Arg]) -> Any:
+        return await self.client.eval(source, len(keys), *keys, *args)
 
 
 class FakeUserStore(UserStore):

@@ -18,6 +18,7 @@ from api.idempotency import (
 )
 from storage.keys import Keys
 from storage.outcomes import PENDING_JSON
+from tests.unit.fakes import FakeCommands
 
 TTL_SECONDS = 3600
 LEASE_SECONDS = 30
@@ -33,7 +34,9 @@ PW_HASH = "$2b$04$abcdefghijklmnopqrstuu5Yp9X5HqJ0Ykq9c4Zk8o6J1cS0d0fGa"
 
 @pytest.fixture
 def store(fake_redis: Redis) -> IdempotencyStore:
-    return IdempotencyStore(fake_redis, ttl_seconds=TTL_SECONDS, lease_seconds=LEASE_SECONDS)
+    return IdempotencyStore(
+        FakeCommands(fake_redis), ttl_seconds=TTL_SECONDS, lease_seconds=LEASE_SECONDS
+    )
 
 
 def entry() -> Entry:
