@@ -65,8 +65,10 @@ class Worker:
     settings: Settings
     keys: Keys
     redis: Redis
-    # XREADGROUP BLOCK needs its own connections, whose socket timeout exceeds the block.
-    blocking_redis: Redis
+    # The batch loop's commands, auto-pipelined: XREADGROUP BLOCK on a connection of its
+    # own (its timeout above the block), the settling MULTI on another.
+    stream_reader: PipelinedRedis
+    commands: PipelinedRedis
     pool: asyncpg.Pool
     users: PostgresUsers
     metrics: WorkerMetrics
@@ -82,6 +84,17 @@ async def _redis(settings: Settings, socket_timeout: float) -> AsyncIterator[Red
     )
     try:
         await check_redis(client, settings.redis_url)
+        yield client
+    finally:
+        await client.aclose()
+
+
+@asynccontextmanager
+async def _pipelined(settings: Settings, reply_within: float) -> AsyncIterator[PipelinedRedis]:
+    client = PipelinedRedis(
+        settings.redis_url, timeout=reply_within, connect_timeout=CONNECT_TIMEOUT_SECONDS
+    )
+    try:
         yield client
     finally:
         await client.aclose()
@@ -108,15 +121,11 @@ async def open_web(
     async with (
         _redis(settings, SOCKET_TIMEOUT_SECONDS) as client,
         _postgres(settings) as pool,
+        _pipelined(settings, SOCKET_TIMEOUT_SECONDS) as commands,
         anyio.create_task_group() as tg,
     ):
         replies = ReplyListener(client, keys, web_id)
         await tg.start(replies.run)
-        commands = PipelinedRedis(
-            settings.redis_url,
-            timeout=SOCKET_TIMEOUT_SECONDS,
-            connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        )
         yield Web(
             settings=settings,
             keys=keys,
@@ -140,7 +149,6 @@ async def open_web(
             tracer=tracer_provider.get_tracer(TRACER_NAME),
             started_at=time.monotonic(),
         )
-        await commands.aclose()
         tg.cancel_scope.cancel()
 
 
@@ -152,14 +160,16 @@ async def open_worker(
     block_timeout = settings.worker_block_ms / 1000 + 5.0
     async with (
         _redis(settings, SOCKET_TIMEOUT_SECONDS) as client,
-        _redis(settings, block_timeout) as blocking,
+        _pipelined(settings, block_timeout) as stream_reader,
+        _pipelined(settings, SOCKET_TIMEOUT_SECONDS) as commands,
         _postgres(settings) as pool,
     ):
         yield Worker(
             settings=settings,
             keys=Keys(settings.redis_namespace),
             redis=client,
-            blocking_redis=blocking,
+            stream_reader=stream_reader,
+            commands=commands,
             pool=pool,
             users=PostgresUsers(pool),
             metrics=WorkerMetrics(),

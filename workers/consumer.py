@@ -27,6 +27,7 @@ from domain.model import Outcome, UserSignedUp
 from observability import tracing
 from observability.metrics import exposition
 from storage import streams
+from storage.autopipeline import Arg
 from storage.outcomes import failed_json, reply_json, stored_json, user_json
 from workers.housekeeping import trim_commands
 
@@ -96,14 +97,13 @@ class Consumer:
 
     async def read(self, last_id: str, *, block: int | None) -> list[Delivery]:
         """One XREADGROUP; on NOGROUP (Redis lost its data) the group is made again."""
+        command: list[str | int] = ["XREADGROUP", "GROUP", self.keys.group, self.name]
+        command += ["COUNT", self.s.worker_batch_size]
+        if block is not None:
+            command += ["BLOCK", block]
+        command += ["STREAMS", self.keys.commands, last_id]
         try:
-            reply = await self.w.blocking_redis.xreadgroup(
-                self.keys.group,
-                self.name,
-                {self.keys.commands: last_id},
-                count=self.s.worker_batch_size,
-                block=block,
-            )
+            reply = await self.w.stream_reader.execute(*command)
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
@@ -112,12 +112,13 @@ class Consumer:
             return []
         if not reply:
             return []
-        # RESP2 gives [[stream, entries]]; RESP3 gives {stream: [entries]}.
-        entries: Sequence[Any] = (
-            next(iter(reply.values()))[0] if isinstance(reply, dict) else reply[0][1]
-        )
-        # A pending entry whose data was trimmed comes back with no fields.
-        return [Delivery(entry_id, fields or {}) for entry_id, fields in entries]
+        # [[stream, [[id, [field, value, ...]], ...]]]; a pending entry whose data was
+        # trimmed comes back with no fields.
+        entries: Sequence[Any] = reply[0][1]
+        return [
+            Delivery(entry_id, dict(zip(flat[::2], flat[1::2], strict=True)) if flat else {})
+            for entry_id, flat in entries
+        ]
 
     # -- processing -------------------------------------------------------------------
 
@@ -243,19 +244,29 @@ class Consumer:
         False if stopping before Redis took it (the entries stay pending)."""
         backoff = Backoff()
         while True:
+            writes: list[tuple[Arg, ...]] = []
+            for d, outcome in zip(batch, outcomes, strict=True):
+                if isinstance(outcome, UserSignedUp):
+                    writes.append(
+                        ("SET", self.keys.user(str(outcome.user.id)), user_json(outcome.user))
+                    )
+                cid = str(d.envelope.command.command_id)
+                writes.append(
+                    (
+                        "SET",
+                        self.keys.command(cid),
+                        stored_json(outcome),
+                        "PX",
+                        self._outcome_ttl_ms,
+                    )
+                )
+                if d.envelope.reply_channel:
+                    writes.append(("PUBLISH", d.envelope.reply_channel, reply_json(outcome)))
+            writes.append(
+                ("XACK", self.keys.commands, self.keys.group, *(d.entry_id for d in batch))
+            )
             try:
-                async with self.w.redis.pipeline(transaction=True) as pipe:
-                    for d, outcome in zip(batch, outcomes, strict=True):
-                        if isinstance(outcome, UserSignedUp):
-                            pipe.set(self.keys.user(str(outcome.user.id)), user_json(outcome.user))
-                        cid = str(d.envelope.command.command_id)
-                        pipe.set(
-                            self.keys.command(cid), stored_json(outcome), px=self._outcome_ttl_ms
-                        )
-                        if d.envelope.reply_channel:
-                            pipe.publish(d.envelope.reply_channel, reply_json(outcome))
-                    pipe.xack(self.keys.commands, self.keys.group, *(d.entry_id for d in batch))
-                    await pipe.execute()
+                await self.w.commands.transaction(*writes)
                 return True
             except (RedisError, OSError) as exc:
                 self.w.metrics.dependency_errors.inc({"dependency": "redis"})

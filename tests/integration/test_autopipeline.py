@@ -163,3 +163,28 @@ async def test_an_unreachable_redis_fails_fast_then_is_tried_again() -> None:
             await commands.execute("PING")
     finally:
         await commands.aclose()
+
+
+async def test_a_transaction_applies_its_commands_together(
+    commands: PipelinedRedis, namespace: str
+) -> None:
+    others = [commands.execute("INCR", f"{namespace}:other") for _ in range(3)]
+    replies, *counts = await asyncio.gather(
+        commands.transaction(("SET", f"{namespace}:t1", "a"), ("INCR", f"{namespace}:t2")),
+        *others,
+    )
+
+    assert replies == ["OK", 1]
+    assert sorted(counts) == [1, 2, 3]
+    assert await commands.execute("GET", f"{namespace}:t1") == "a"
+
+
+async def test_a_transaction_refused_by_redis_applies_nothing(
+    commands: PipelinedRedis, namespace: str
+) -> None:
+    with pytest.raises(ResponseError):
+        await commands.transaction(("SET", f"{namespace}:t1", "a"), ("SET", f"{namespace}:t2"))
+
+    assert await commands.execute("EXISTS", f"{namespace}:t1") == 0
+    # The connection is still in step: the next reply is the next command's.
+    assert await commands.execute("PING") == "PONG"
