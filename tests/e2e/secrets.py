@@ -31,7 +31,13 @@ def leaks(stack: Stack, secrets: Iterable[str]) -> list[str]:
     """Where any of ``secrets`` appears: Redis keys, or 'logs'."""
     secrets = [s for s in secrets if s]
     values = redis_values(stack)
-    places = [key for key, vs in values.items() if any(s in v for v in vs for s in secrets)]
+    places = [
+        f"{key}: {s!r} in {v!r}"
+        for key, vs in values.items()
+        for v in vs
+        for s in secrets
+        if s in v
+    ]
     logs = stack.logs()
-    places += ["logs" for s in secrets if s in logs][:1]
+    places += [f"logs: {s!r}" for s in secrets if s in logs][:1]
     return places
