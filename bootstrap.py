@@ -126,29 +126,33 @@ async def open_web(
     ):
         replies = ReplyListener(client, keys, web_id)
         await tg.start(replies.run)
-        yield Web(
-            settings=settings,
-            keys=keys,
-            web_id=web_id,
-            redis=client,
-            commands=commands,
-            pool=pool,
-            users=PostgresUsers(pool),
-            replies=replies,
-            idempotency=IdempotencyStore(
-                commands,
-                ttl_seconds=settings.idempotency_ttl_seconds,
-                lease_seconds=settings.idempotency_lease_seconds,
-            ),
-            hasher=PasswordHasher(settings.bcrypt_rounds, settings.bcrypt_threads),
-            backlog=Backlog(client, keys, settings.max_backlog),
-            rate_limiter=RateLimiter(
-                commands, keys, settings.signup_rate_limit, settings.signup_rate_window_seconds
-            ),
-            metrics=metrics,
-            tracer=tracer_provider.get_tracer(TRACER_NAME),
-            started_at=time.monotonic(),
-        )
+        hasher = PasswordHasher(settings.bcrypt_rounds, settings.bcrypt_threads)
+        try:
+            yield Web(
+                settings=settings,
+                keys=keys,
+                web_id=web_id,
+                redis=client,
+                commands=commands,
+                pool=pool,
+                users=PostgresUsers(pool),
+                replies=replies,
+                idempotency=IdempotencyStore(
+                    commands,
+                    ttl_seconds=settings.idempotency_ttl_seconds,
+                    lease_seconds=settings.idempotency_lease_seconds,
+                ),
+                hasher=hasher,
+                backlog=Backlog(client, keys, settings.max_backlog),
+                rate_limiter=RateLimiter(
+                    commands, keys, settings.signup_rate_limit, settings.signup_rate_window_seconds
+                ),
+                metrics=metrics,
+                tracer=tracer_provider.get_tracer(TRACER_NAME),
+                started_at=time.monotonic(),
+            )
+        finally:
+            hasher.close()
         tg.cancel_scope.cancel()
 
 

@@ -10,6 +10,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.problems import Problem, unavailable
+from observability import logs
 from observability.metrics import WebMetrics
 
 MAX_ID_LENGTH = 128
@@ -17,15 +18,23 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 
 
 def record_request(
-    metrics: WebMetrics, method: str, route: str, status: int, elapsed: float, **ids: str
+    metrics: WebMetrics,
+    method: str,
+    route: str,
+    status: int,
+    elapsed: float,
+    *,
+    request_id: str,
+    correlation_id: str,
 ) -> None:
-    """Count and log one answered request (``ids``: when not already in the log context)."""
+    """Count and log one answered request."""
     method = method if method in _METHODS else "OTHER"
     metrics.requests.inc({"route": route, "method": method, "status": str(status)})
     metrics.duration.observe({"route": route, "method": method}, elapsed)
-    logger.info(
+    logs.info(
         "request.finished",
-        **ids,
+        request_id=request_id,
+        correlation_id=correlation_id,
         method=method,
         route=route,
         status=status,
@@ -111,7 +120,16 @@ class MetricsMiddleware:
             m.in_flight.dec({})
             # The template, never the raw path: ids in labels would explode cardinality.
             route = getattr(scope.get("route"), "path_format", None) or "unmatched"
-            record_request(m, scope["method"], route, status, elapsed)
+            state = scope.get("state", {})
+            record_request(
+                m,
+                scope["method"],
+                route,
+                status,
+                elapsed,
+                request_id=state.get("request_id", ""),
+                correlation_id=state.get("correlation_id", ""),
+            )
 
 
 class InFlightLimitMiddleware:

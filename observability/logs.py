@@ -12,6 +12,8 @@ import inspect
 import logging
 import sys
 import traceback
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -51,6 +53,44 @@ def _json_sink(message: Any) -> None:
     sys.stderr.write(orjson.dumps(line, default=str).decode() + "\n")
 
 
+@dataclass(frozen=True, slots=True)
+class _JsonLines:
+    service: str
+    info_enabled: bool
+
+
+# Set by configure_logging when lines are JSON: what ``info`` needs to write them itself.
+_json_lines: _JsonLines | None = None
+
+
+def info(event: str, **fields: Any) -> None:
+    """An INFO line, for the lines written once per request or per command.
+
+    With JSON logs, the line is written straight to stderr in the JSON sink's shape: loguru
+    builds a full record for every call (frame, thread, process, elapsed...), about 15 µs,
+    where writing the line takes 2. Otherwise (text logs, or logging not configured, as in
+    tests) it goes through loguru. Fields in the log context (``contextualize``) are not
+    added here: pass them.
+    """
+    lines = _json_lines
+    if lines is None:
+        logger.opt(depth=1).info(event, **fields)
+        return
+    if not lines.info_enabled:
+        return
+    line: dict[str, Any] = {
+        "ts": datetime.now().astimezone().isoformat(),
+        "level": "INFO",
+        "event": event,
+        "logger": sys._getframe(1).f_globals.get("__name__", ""),
+        "service": lines.service,
+    }
+    line.update(fields)
+    if "trace_id" not in fields and (trace_id := current_trace_id()):
+        line["trace_id"] = trace_id
+    sys.stderr.write(orjson.dumps(line, default=str).decode() + "\n")
+
+
 def _add_trace_id(record: Any) -> None:
     # Lines written inside a span carry its trace id, so logs and traces join up.
     if "trace_id" not in record["extra"]:
@@ -60,7 +100,13 @@ def _add_trace_id(record: Any) -> None:
 
 
 def configure_logging(*, json: bool, level: str, service: str) -> None:
+    global _json_lines
     logger.remove()
+    _json_lines = (
+        _JsonLines(service, logger.level(level.upper()).no <= logger.level("INFO").no)
+        if json
+        else None
+    )
     logger.configure(extra={"service": service}, patcher=_add_trace_id)
     if json:
         logger.add(_json_sink, level=level, backtrace=False, diagnose=False)

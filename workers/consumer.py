@@ -24,7 +24,7 @@ from redis.exceptions import RedisError, ResponseError
 from bootstrap import Worker
 from domain.handlers import sign_up
 from domain.model import Outcome, UserSignedUp
-from observability import tracing
+from observability import logs, tracing
 from observability.metrics import exposition
 from storage import streams
 from storage.autopipeline import Arg
@@ -204,7 +204,7 @@ class Consumer:
                     attributes={"db.system.name": system, "db.operation.name": operation},
                 ).end(end_time=end)
             span.end(end_time=settled)
-            logger.info(
+            logs.info(
                 "command.applied",
                 command_id=str(c.command_id),
                 request_id=c.request_id,
