@@ -29,8 +29,7 @@ def record_request(
 ) -> None:
     """Count and log one answered request."""
     method = method if method in _METHODS else "OTHER"
-    metrics.requests.inc({"route": route, "method": method, "status": str(status)})
-    metrics.duration.observe({"route": route, "method": method}, elapsed)
+    metrics.answered.observe(route, method, status, elapsed)
     logs.info(
         "request.finished",
         request_id=request_id,

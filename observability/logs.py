@@ -13,7 +13,7 @@ import logging
 import sys
 import traceback
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -41,7 +41,8 @@ def _json_sink(message: Any) -> None:
     # A flat object (not loguru's nested "record") is what log shippers index well.
     record = message.record
     line: dict[str, Any] = {
-        "ts": record["time"].isoformat(),
+        # UTC: one clock for every process and host, whatever their time zone.
+        "ts": record["time"].astimezone(UTC).isoformat(),
         "level": record["level"].name,
         "event": record["message"],
         "logger": record["name"],
@@ -79,7 +80,7 @@ def info(event: str, **fields: Any) -> None:
     if not lines.info_enabled:
         return
     line: dict[str, Any] = {
-        "ts": datetime.now().astimezone().isoformat(),
+        "ts": datetime.now(UTC).isoformat(),
         "level": "INFO",
         "event": event,
         "logger": sys._getframe(1).f_globals.get("__name__", ""),

@@ -8,9 +8,11 @@ processes), and only low-cardinality labels (a route template, never an id).
 from __future__ import annotations
 
 import os
+from typing import cast
 
 import psutil
 from aioprometheus.collectors import Counter, Gauge, Histogram, Registry
+from aioprometheus.histogram import Histogram as Buckets
 from aioprometheus.renderer import render
 
 # Latency of requests and replies: from a Redis round trip to a cost-12 bcrypt under load.
@@ -67,6 +69,40 @@ class ProcessMetrics:
             self.threads.set({}, p.num_threads())
 
 
+class RequestSeries:
+    """``http_requests_total`` and ``http_request_duration_seconds``, updated once per request.
+
+    aioprometheus checks the labels and serialises them to a key (orjson) on every update,
+    about a tenth of what a cached read costs. Here each label set is checked and keyed
+    once, through the public API, and later updates go straight to the series in the
+    collectors' own store, so the exposition is exactly what the public API would give
+    (``tests/unit/test_metrics.py`` holds the two side by side).
+    """
+
+    def __init__(self, requests: Counter, duration: Histogram) -> None:
+        self._requests = requests
+        self._duration = duration
+        self._count_keys: dict[tuple[str, str, int], object] = {}
+        self._buckets: dict[tuple[str, str], Buckets] = {}
+
+    def observe(self, route: str, method: str, status: int, elapsed: float) -> None:
+        key = self._count_keys.get((route, method, status))
+        if key is None:
+            labels = {"route": route, "method": method, "status": str(status)}
+            self._requests.inc(labels)
+            store_key = self._requests.values.__keytransform__(labels)  # type: ignore[no-untyped-call]
+            self._count_keys[(route, method, status)] = store_key
+        else:
+            self._requests.values.store[key] += 1
+        buckets = self._buckets.get((route, method))
+        if buckets is None:
+            labels = {"route": route, "method": method}
+            self._duration.observe(labels, elapsed)
+            self._buckets[(route, method)] = cast(Buckets, self._duration.get_value(labels))
+        else:
+            buckets.observe(elapsed)
+
+
 class WebMetrics:
     def __init__(self) -> None:
         self.registry = r = Registry()
@@ -78,6 +114,7 @@ class WebMetrics:
             registry=r,
             buckets=LATENCY_BUCKETS,
         )
+        self.answered = RequestSeries(self.requests, self.duration)
         self.in_flight = Gauge("http_requests_in_flight", "HTTP requests being served", registry=r)
         self.in_flight.set({}, 0)
         self.signups = Counter("signups_total", "POST /signup answers by outcome", registry=r)
