@@ -225,6 +225,8 @@ class Bench:
             # All the load comes from one client (127.0.0.1): a limit that never trips,
             # rather than 0 (off), keeps the limiter's Redis round trip in the measured path.
             SIGNUP_RATE_LIMIT=str(RATE_LIMIT_NEVER),
+            # As deployed (docker-compose.yml, deploy/k8s, the Dockerfile): JSON log lines.
+            LOG_JSON="true",
         )
         started: list[Proc] = []
         if layout.baseline:
