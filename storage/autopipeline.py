@@ -73,8 +73,10 @@ class _Connection(asyncio.Protocol):
     def __init__(self, timeout: float) -> None:
         self._timeout = timeout
         self._loop = asyncio.get_running_loop()
-        # Replies decoded as UTF-8, like every other client of this service (decode_responses).
-        self._reader = hiredis.Reader(replyError=ResponseError, encoding="utf-8")
+        # Replies decoded as UTF-8, like every other client of this service. Bytes that are
+        # not UTF-8 (only a hand-made stream entry can hold them) become U+FFFD, so such an
+        # entry is refused as malformed instead of breaking the connection at every read.
+        self._reader = hiredis.Reader(replyError=ResponseError, encoding="utf-8", errors="replace")
         self._transport: asyncio.WriteTransport | None = None
         # Futures of the commands sent or about to be, oldest first, with when they were queued.
         self._waiters: deque[tuple[asyncio.Future[Any], float]] = deque()

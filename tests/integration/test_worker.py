@@ -73,6 +73,31 @@ async def test_malformed_entry_is_dead_lettered_and_the_worker_goes_on(
     assert after.status_code == 201
 
 
+async def test_an_entry_that_is_not_utf8_is_dead_lettered(
+    client: httpx.AsyncClient, worker: Consumer, settings: Settings
+) -> None:
+    keys = Keys(settings.redis_namespace)
+    raw = redis.Redis.from_url(settings.redis_url)  # bytes in, as redis-cli could send them
+    try:
+        added = await raw.xadd(keys.commands, {b"type": b"\xff\xfesignup"})
+        bad_id = added.decode() if isinstance(added, bytes) else added
+        await _until_acked(raw, keys)
+    finally:
+        await raw.aclose()
+    plain = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        [(_, letter)] = await entries(plain, keys.deadletters)
+    finally:
+        await plain.aclose()
+    assert letter["entry_id"] == bad_id
+    assert "unknown command type" in letter["error"]
+    after = await client.post(
+        "/signup",
+        json={"name": "Bo", "email": f"{uuid.uuid4().hex}@example.com", "password": "pw123456"},
+    )
+    assert after.status_code == 201
+
+
 async def test_worker_resumes_its_own_pending_entries(settings: Settings, r: redis.Redis) -> None:
     keys = Keys(settings.redis_namespace)
     quick = settings.model_copy(update={"reply_timeout_seconds": 0.2})
