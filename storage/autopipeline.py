@@ -38,7 +38,7 @@ from typing import Any, Protocol, cast
 import hiredis
 from redis.connection import parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 Arg = str | bytes | int | float
@@ -221,7 +221,7 @@ class PipelinedRedis:
         for future in futures:  # every future awaited, so none holds an unseen error
             try:
                 replies = await future
-            except ResponseError as exc:
+            except RedisError as exc:
                 error = error or exc
         if error is not None:
             raise error

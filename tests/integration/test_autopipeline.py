@@ -188,3 +188,13 @@ async def test_a_transaction_refused_by_redis_applies_nothing(
     assert await commands.execute("EXISTS", f"{namespace}:t1") == 0
     # The connection is still in step: the next reply is the next command's.
     assert await commands.execute("PING") == "PONG"
+
+
+async def test_a_transaction_nobody_answers_times_out_as_a_whole() -> None:
+    async with _silent_server() as port:
+        commands = PipelinedRedis(f"redis://127.0.0.1:{port}/0", timeout=0.2, connect_timeout=1)
+        try:
+            with pytest.raises(RedisTimeoutError):
+                await commands.transaction(("SET", "a", "1"), ("SET", "b", "2"))
+        finally:
+            await commands.aclose()
