@@ -69,6 +69,8 @@ def create_app(
                     )
                 ]
             ),
+            # Ids first, so every answer carries them, a 431 for oversized headers included.
+            Middleware(RequestContextMiddleware),
             Middleware(HeaderLimitMiddleware, limit=settings.max_header_bytes),
             # One source of server spans: Starlette's own middleware; with tracing off it
             # is left out altogether rather than run as a no-op on every request.
@@ -77,7 +79,6 @@ def create_app(
                 if tracing_on
                 else []
             ),
-            Middleware(RequestContextMiddleware),
             Middleware(MetricsMiddleware, metrics=metrics),
             Middleware(InFlightLimitMiddleware, in_flight=in_flight),
         ],

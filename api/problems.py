@@ -123,8 +123,15 @@ async def on_redis_down(request: Request, exc: Exception) -> Response:
 async def on_unexpected(request: Request, exc: Exception) -> Response:
     # The traceback goes to the log (without local variables); the client sees no internals.
     logger.opt(exception=exc).error("request.failed")
+    # Starlette answers this from its outermost layer, past the one that adds the ids to
+    # responses: add them here, so the client can quote the id the log line carries.
+    ids = {
+        header: value
+        for header, key in (("X-Request-ID", "request_id"), ("X-Correlation-ID", "correlation_id"))
+        if (value := getattr(request.state, key, None)) is not None
+    }
     return Problem(
-        500, "internal-error", "Internal server error", "The server failed to answer."
+        500, "internal-error", "Internal server error", "The server failed to answer.", headers=ids
     ).response()
 
 

@@ -9,7 +9,9 @@ import httpx
 import pytest
 import redis.asyncio as redis
 from opentelemetry.sdk.trace import TracerProvider
+from starlette.types import Receive, Scope, Send
 
+from api.app import create_app
 from settings import Settings
 from storage.keys import Keys
 from tests.integration.conftest import web_client
@@ -98,3 +100,42 @@ async def test_reads_the_fast_path_leaves_to_the_full_stack(
     assert missed.status_code == 200
     assert missed.json() == user
     assert await r.exists(Keys(settings.redis_namespace).user(user["id"])) == 1
+
+
+async def test_answers_outside_the_routes_carry_the_request_ids(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    huge = {"X-Padding": "x" * settings.max_header_bytes, "X-Request-ID": "big-1"}
+    refused = await client.get("/health", headers=huge)
+    assert refused.status_code == 431
+    assert refused.headers["x-request-id"] == "big-1"
+    assert refused.headers["x-correlation-id"] == "big-1"
+
+
+async def test_an_unexpected_failure_is_a_500_problem_with_the_request_ids(
+    settings: Settings,
+) -> None:
+    app = create_app(settings, configure_logs=False)
+    async with app.router.lifespan_context(app) as state:
+        assert state is not None
+        web = state["web"]
+
+        async def broken(user_id: uuid.UUID) -> None:
+            raise RuntimeError("a bug")
+
+        web.users.get = broken  # a miss goes to Postgres: make that fail unexpectedly
+
+        async def with_state(scope: Scope, receive: Receive, send: Send) -> None:
+            scope["state"] = dict(state)
+            await app(scope, receive, send)
+
+        # Starlette re-raises after answering (for servers to log): take the answer.
+        transport = httpx.ASGITransport(app=with_state, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            failed = await client.get(f"/users/{uuid.uuid4()}", headers={"X-Request-ID": "oops-1"})
+    assert failed.status_code == 500
+    assert failed.headers["content-type"] == "application/problem+json"
+    assert failed.json()["type"] == "/problems/internal-error"
+    assert "a bug" not in failed.text
+    assert failed.headers["x-request-id"] == "oops-1"
+    assert failed.headers["x-correlation-id"] == "oops-1"
