@@ -106,6 +106,13 @@ class Entry:
     outcome_key: str
     pending: bytes
 
+    def flat_fields(self) -> list[str]:
+        """The fields as ``XADD`` takes them, name and value in turn (a Lua script's ARGV)."""
+        flat: list[str] = []
+        for name, value in self.fields.items():
+            flat += (name, value)
+        return flat
+
 
 class IdempotencyStore:
     def __init__(self, commands: Commands, *, ttl_seconds: int, lease_seconds: int) -> None:
@@ -138,9 +145,6 @@ class IdempotencyStore:
         outcome_ttl_ms: int,
     ) -> str | None:
         """Add the entry to the stream if the reservation is still ours; its stream id."""
-        flat: list[str] = []
-        for name, value in entry.fields.items():
-            flat += (name, value)
         entry_id: str | None = await self._commands.script(
             _ENQUEUE,
             [key, entry.stream, entry.outcome_key],
@@ -151,7 +155,7 @@ class IdempotencyStore:
                 self._ttl_ms,
                 entry.pending,
                 outcome_ttl_ms,
-                *flat,
+                *entry.flat_fields(),
             ],
         )
         return entry_id

@@ -244,12 +244,9 @@ async def _enqueue(web: Web, entry: Entry, record_key: str, command: SignUp) -> 
             entry,
             outcome_ttl_ms=web.settings.outcome_ttl_seconds * 1000,
         )
-    flat: list[str] = []
-    for name, value in entry.fields.items():
-        flat += (name, value)
     entry_id: str = await web.commands.script(
         _ENQUEUE,
         [entry.stream, entry.outcome_key],
-        [entry.pending, web.settings.outcome_ttl_seconds * 1000, *flat],
+        [entry.pending, web.settings.outcome_ttl_seconds * 1000, *entry.flat_fields()],
     )
     return entry_id

@@ -36,6 +36,4 @@ def parse_uuid(text: str) -> uuid.UUID | None:
     canonical 36-character, lower-case form. ``uuid.UUID`` alone would also take braces,
     ``urn:`` prefixes, missing dashes and upper case, giving one resource many URLs (and
     cache keys)."""
-    if _CANONICAL.fullmatch(text) is None:
-        return None
-    return uuid.UUID(text)
+    return uuid.UUID(text) if is_canonical(text) else None

@@ -37,21 +37,30 @@ class _InterceptHandler(logging.Handler):
         logger.opt(depth=depth, exception=record.exc_info).log(level, record.getMessage())
 
 
-def _json_sink(message: Any) -> None:
+def _json_line(
+    ts: datetime, level: str, event: str, logger_name: str, fields: dict[str, Any]
+) -> dict[str, Any]:
     # A flat object (not loguru's nested "record") is what log shippers index well.
+    # UTC: one clock for every process and host, whatever their time zone.
+    line = {"ts": ts.astimezone(UTC).isoformat(), "level": level, "event": event}
+    line["logger"] = logger_name
+    line.update(fields)
+    return line
+
+
+def _write(line: dict[str, Any]) -> None:
+    sys.stderr.write(orjson.dumps(line, default=str).decode() + "\n")
+
+
+def _json_sink(message: Any) -> None:
     record = message.record
-    line: dict[str, Any] = {
-        # UTC: one clock for every process and host, whatever their time zone.
-        "ts": record["time"].astimezone(UTC).isoformat(),
-        "level": record["level"].name,
-        "event": record["message"],
-        "logger": record["name"],
-    }
-    line.update(record["extra"])
+    line = _json_line(
+        record["time"], record["level"].name, record["message"], record["name"], record["extra"]
+    )
     exc = record["exception"]
     if exc is not None and exc.type is not None:
         line["exception"] = "".join(traceback.format_exception(exc.type, exc.value, exc.traceback))
-    sys.stderr.write(orjson.dumps(line, default=str).decode() + "\n")
+    _write(line)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,17 +88,12 @@ def info(event: str, **fields: Any) -> None:
         return
     if not lines.info_enabled:
         return
-    line: dict[str, Any] = {
-        "ts": datetime.now(UTC).isoformat(),
-        "level": "INFO",
-        "event": event,
-        "logger": sys._getframe(1).f_globals.get("__name__", ""),
-        "service": lines.service,
-    }
+    caller = sys._getframe(1).f_globals.get("__name__", "")
+    line = _json_line(datetime.now(UTC), "INFO", event, caller, {"service": lines.service})
     line.update(fields)
     if "trace_id" not in fields and (trace_id := current_trace_id()):
         line["trace_id"] = trace_id
-    sys.stderr.write(orjson.dumps(line, default=str).decode() + "\n")
+    _write(line)
 
 
 def _add_trace_id(record: Any) -> None:

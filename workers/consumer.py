@@ -242,29 +242,20 @@ class Consumer:
     async def _settle(self, batch: list[Decoded], outcomes: list[Outcome]) -> bool:
         """Read model, outcome, reply and ack in one MULTI: one round trip, all or nothing.
         False if stopping before Redis took it (the entries stay pending)."""
+        writes: list[tuple[Arg, ...]] = []
+        for d, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, UserSignedUp):
+                writes.append(
+                    ("SET", self.keys.user(str(outcome.user.id)), user_json(outcome.user))
+                )
+            cid = str(d.envelope.command.command_id)
+            ttl = self._outcome_ttl_ms
+            writes.append(("SET", self.keys.command(cid), stored_json(outcome), "PX", ttl))
+            if d.envelope.reply_channel:
+                writes.append(("PUBLISH", d.envelope.reply_channel, reply_json(outcome)))
+        writes.append(("XACK", self.keys.commands, self.keys.group, *(d.entry_id for d in batch)))
         backoff = Backoff()
         while True:
-            writes: list[tuple[Arg, ...]] = []
-            for d, outcome in zip(batch, outcomes, strict=True):
-                if isinstance(outcome, UserSignedUp):
-                    writes.append(
-                        ("SET", self.keys.user(str(outcome.user.id)), user_json(outcome.user))
-                    )
-                cid = str(d.envelope.command.command_id)
-                writes.append(
-                    (
-                        "SET",
-                        self.keys.command(cid),
-                        stored_json(outcome),
-                        "PX",
-                        self._outcome_ttl_ms,
-                    )
-                )
-                if d.envelope.reply_channel:
-                    writes.append(("PUBLISH", d.envelope.reply_channel, reply_json(outcome)))
-            writes.append(
-                ("XACK", self.keys.commands, self.keys.group, *(d.entry_id for d in batch))
-            )
             try:
                 await self.w.commands.transaction(*writes)
                 return True
