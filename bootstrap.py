@@ -55,6 +55,8 @@ class Web:
     hasher: PasswordHasher
     backlog: Backlog
     rate_limiter: RateLimiter
+    # Verification resends per address per hour.
+    resend_limiter: RateLimiter
     metrics: WebMetrics
     tracer: trace.Tracer
     started_at: float
@@ -146,6 +148,9 @@ async def open_web(
                 backlog=Backlog(client, keys, settings.max_backlog),
                 rate_limiter=RateLimiter(
                     commands, keys, settings.signup_rate_limit, settings.signup_rate_window_seconds
+                ),
+                resend_limiter=RateLimiter(
+                    commands, keys, settings.verification_resend_limit, 3600
                 ),
                 metrics=metrics,
                 tracer=tracer_provider.get_tracer(TRACER_NAME),

@@ -9,9 +9,14 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from typing import Literal, Self
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Obvious on purpose: a deployment that forgot SECRET_KEY is easy to spot, and refused when
+# ENVIRONMENT=production.
+DEV_SECRET_KEY = "dev-only-secret-key-do-not-use-in-production"  # noqa: S105
 
 
 class Settings(BaseSettings):
@@ -84,6 +89,36 @@ class Settings(BaseSettings):
     log_json: bool = False
     log_level: str = "INFO"
 
+    # production refuses to start without a real SECRET_KEY.
+    environment: Literal["development", "production"] = "development"
+    # Signs verification tokens (HMAC-SHA256). Rotating it invalidates tokens in flight.
+    secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
+    # Where the links in mails point: the web's address as users reach it.
+    public_base_url: str = Field(default="http://localhost:5000", pattern=r"^https?://[^\s]+$")
+    # smtp://user:pass@host:port (STARTTLS when offered), smtp+starttls:// (STARTTLS
+    # required), smtps:// (TLS from the start). Unset: the mailer logs each message instead.
+    smtp_url: SecretStr | None = None
+    mail_from: str = "Signup service <no-reply@localhost>"
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    verification_ttl_seconds: int = Field(default=86_400, ge=60)
+    # Resends per address per hour, shared by every web process (0: no resends).
+    verification_resend_limit: int = Field(default=3, ge=0)
+    # Events older than this go, once every consumer group has read them.
+    events_retention_seconds: int = Field(default=7 * 86_400, ge=60)
+    # Messages one mailer process sends at once.
+    mailer_concurrency: int = Field(default=8, ge=1)
+
+    @model_validator(mode="after")
+    def _secret_key_in_production(self) -> Self:
+        key = self.secret_key.get_secret_value()
+        if self.environment == "production" and (key == DEV_SECRET_KEY or len(key) < 32):
+            raise ValueError(
+                "SECRET_KEY must be set to at least 32 random characters when "
+                "ENVIRONMENT=production (e.g. python -c 'import secrets; "
+                "print(secrets.token_urlsafe(48))')"
+            )
+        return self
+
 
 def load_settings() -> Settings:
     """Settings from the environment; on a bad value, one line per problem and exit 2."""
@@ -91,6 +126,6 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
-            name = "_".join(str(p) for p in error["loc"]).upper()
+            name = "_".join(str(p) for p in error["loc"]).upper() or "SECRET_KEY"
             print(f"invalid setting {name}: {error['msg']}", file=sys.stderr)
         raise SystemExit(2) from None

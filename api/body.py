@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.parse
 from typing import Any
 
 import anyio
@@ -11,6 +12,7 @@ from starlette.requests import ClientDisconnect, Request
 
 from api.problems import Problem
 
+FORM = "application/x-www-form-urlencoded"
 # Member names are echoed in the problem's detail; a hostile one may be 64 KiB long.
 _SHOWN_NAME_MAX = 64
 
@@ -76,10 +78,18 @@ async def _read(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def is_form(request: Request) -> bool:
+    return _media_type(request) == FORM
+
+
 async def read_json(request: Request, limit: int, read_seconds: float) -> Any:
     """The parsed body, or a Problem: 415 not JSON, 413 over ``limit`` bytes, 408 not all
     there within ``read_seconds``, 400 cut short, not JSON or a member named twice."""
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    media_type = _media_type(request)
     if media_type != "application/json" and not (
         media_type.startswith("application/") and media_type.endswith("+json")
     ):
@@ -90,6 +100,34 @@ async def read_json(request: Request, limit: int, read_seconds: float) -> Any:
             "Send the body as application/json.",
             headers={"Accept-Post": "application/json"},
         )
+    body = await _read_within(request, limit, read_seconds)
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise _malformed(f"The body is not valid JSON: {exc}") from None
+    _check_unique_members(body)
+    return parsed
+
+
+async def read_form(request: Request, limit: int, read_seconds: float) -> dict[str, str]:
+    """An HTML form's fields (``application/x-www-form-urlencoded``), within the same limits
+    as ``read_json``; a field named twice is a 400, as in JSON."""
+    body = await _read_within(request, limit, read_seconds)
+    try:
+        pairs = urllib.parse.parse_qsl(
+            body.decode("ascii"), keep_blank_values=True, strict_parsing=False, max_num_fields=16
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise Problem(400, "malformed-form", "Malformed form", "The form is not valid.") from None
+    fields: dict[str, str] = {}
+    for name, value in pairs:
+        if name in fields:
+            raise Problem(400, "malformed-form", "Malformed form", "A field appears twice.")
+        fields[name] = value
+    return fields
+
+
+async def _read_within(request: Request, limit: int, read_seconds: float) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
@@ -99,7 +137,7 @@ async def read_json(request: Request, limit: int, read_seconds: float) -> Any:
         # task) for as long as it likes. The bound is on the whole body, not on each read,
         # so trickling faster does not help.
         with anyio.fail_after(read_seconds):
-            body = await _read(request, limit)
+            return await _read(request, limit)
     except ClientDisconnect:
         # Nobody will read this answer, but a client hanging up mid-body is the client's
         # doing: it is logged and counted as a 4xx, not as a server failure (500).
@@ -119,9 +157,3 @@ async def read_json(request: Request, limit: int, read_seconds: float) -> Any:
             # read it as the next request (RFC 9110, section 15.5.9).
             headers={"Connection": "close"},
         ) from None
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise _malformed(f"The body is not valid JSON: {exc}") from None
-    _check_unique_members(body)
-    return parsed

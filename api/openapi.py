@@ -17,12 +17,18 @@ from api.schemas import (
     HealthResponse,
     ProblemResponse,
     ReadyResponse,
+    ResendAccepted,
+    ResendRequest,
     SignupRequest,
     UserResponse,
+    VerifyEmailRequest,
 )
 
 _MODELS: list[type[BaseModel]] = [
     SignupRequest,
+    VerifyEmailRequest,
+    ResendRequest,
+    ResendAccepted,
     UserResponse,
     CommandAccepted,
     CommandStatus,
@@ -60,6 +66,14 @@ def _problem(description: str, **headers: Any) -> dict[str, Any]:
         "description": description,
         "headers": {**_ID_HEADERS, **headers},
         "content": {"application/problem+json": {"schema": _ref(ProblemResponse)}},
+    }
+
+
+def _html(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": _ID_HEADERS,
+        "content": {"text/html": {"schema": {"type": "string"}}},
     }
 
 
@@ -193,6 +207,90 @@ def _paths() -> dict[str, Any]:
                         "pending, succeeded (with the user) or failed (with the problem)",
                     ),
                     "404": _problem("No command has this id (or its outcome has expired)"),
+                    "503": _UNAVAILABLE,
+                },
+            }
+        },
+        "/verify-email": {
+            "get": {
+                "operationId": "verifyEmailPage",
+                "summary": "The verification link: an HTML page whose button POSTs the token "
+                "(a GET verifies nothing, so mail scanners that follow links change nothing)",
+                "parameters": [
+                    {
+                        "name": "token",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "maxLength": 256},
+                    },
+                    *_ID_PARAMETERS,
+                ],
+                "responses": {
+                    "200": _html("The page with the button"),
+                    "400": _html("No token, or one too long to be ours"),
+                },
+            },
+            "post": {
+                "operationId": "verifyEmail",
+                "summary": "Verify an address with the token from its verification message",
+                "description": "JSON in, JSON out. The landing page's form posts "
+                "application/x-www-form-urlencoded (token=...) and gets an HTML page with "
+                "the same status. Verifying an address again answers 200 and the same user.",
+                "parameters": _ID_PARAMETERS,
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": _ref(VerifyEmailRequest)},
+                        "application/x-www-form-urlencoded": {
+                            "schema": _ref(VerifyEmailRequest)
+                        },
+                    },
+                },
+                "responses": {
+                    "200": _json(UserResponse, "Verified (now or before): the user"),
+                    "202": _json(
+                        CommandAccepted,
+                        "Enqueued; the outcome was not ready in time. Poll Location.",
+                        Location=_LOCATION,
+                    ),
+                    "400": _problem(
+                        "Malformed JSON or form, or /problems/invalid-token: the token is "
+                        "malformed, tampered with, expired, or for another address"
+                    ),
+                    "408": _problem("The body did not arrive in time"),
+                    "413": _problem("Body larger than 64 KiB"),
+                    "415": _problem("Body is neither JSON nor a form"),
+                    "422": _problem("Invalid fields (see errors)"),
+                    "429": _problem(
+                        "Too many attempts from this client", **{"Retry-After": _RETRY_AFTER}
+                    ),
+                    "500": _problem("The command could not be processed"),
+                    "503": _UNAVAILABLE,
+                },
+            },
+        },
+        "/verify-email/resend": {
+            "post": {
+                "operationId": "resendVerification",
+                "summary": "Send a new verification message",
+                "description": "Always 202 for a valid address, known or not, verified or "
+                "not, so the answer tells nothing about which addresses have accounts. At "
+                "most VERIFICATION_RESEND_LIMIT (3) messages per address per hour.",
+                "parameters": _ID_PARAMETERS,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(ResendRequest)}},
+                },
+                "responses": {
+                    "202": _json(ResendAccepted, "Taken; a message follows if one is due"),
+                    "400": _problem("Malformed JSON"),
+                    "408": _problem("The body did not arrive in time"),
+                    "413": _problem("Body larger than 64 KiB"),
+                    "415": _problem("Body is not application/json"),
+                    "422": _problem("Not an email address (see errors)"),
+                    "429": _problem(
+                        "Too many requests from this client", **{"Retry-After": _RETRY_AFTER}
+                    ),
                     "503": _UNAVAILABLE,
                 },
             }

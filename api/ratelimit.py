@@ -1,4 +1,5 @@
-"""Per-client rate limit of ``POST /signup``, in Redis so every web process shares it.
+"""Rate limits in Redis, so every web process shares them: per client for ``POST /signup``
+and the verification routes, per address for verification resends.
 
 A fixed window: the first request of a client in a window creates a counter that expires
 with the window; one Lua script increments and reads it, so concurrent requests on several
@@ -33,20 +34,31 @@ class RateLimiter:
     def enabled(self) -> bool:
         return self._limit > 0
 
+    async def _hit(self, action: str, client_id: str) -> tuple[int, int]:
+        count, ttl_ms = await self._commands.script(
+            _HIT, [self._keys.rate(action, client_id)], [self._window_ms]
+        )
+        return int(count), int(ttl_ms)
+
+    async def allow(self, action: str, client_id: str) -> bool:
+        """Count one request; False past the limit (for callers that must not say so)."""
+        if not self.enabled:
+            return True
+        count, _ = await self._hit(action, client_id)
+        return count <= self._limit
+
     async def check(self, action: str, client_id: str) -> None:
         """Count one request; raise a 429 problem with Retry-After past the limit."""
         if not self.enabled:
             return
-        count, ttl_ms = await self._commands.script(
-            _HIT, [self._keys.rate(action, client_id)], [self._window_ms]
-        )
-        if int(count) > self._limit:
+        count, ttl_ms = await self._hit(action, client_id)
+        if count > self._limit:
             retry_after = max(1, math.ceil(int(ttl_ms) / 1000))
             raise Problem(
                 429,
                 "rate-limited",
                 "Too many requests",
-                f"At most {self._limit} signups per {self._window_ms // 1000} s from one "
-                "client; try again later.",
+                f"At most {self._limit} requests of this kind per {self._window_ms // 1000} s "
+                "from one client; try again later.",
                 headers={"Retry-After": str(retry_after)},
             )

@@ -16,11 +16,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from api.body import read_json
+from api.commands import Answer, outcome_problem
 from api.idempotency import InvalidKey, check_key
 from api.openapi import openapi_document
 from api.problems import Problem, invalid, pointer
 from api.schemas import SignupRequest
-from api.signup import Answer, outcome_problem, signup_outcome, submit_signup
+from api.signup import signup_outcome, submit_signup
+from api.verification import resend, verify_email
 from domain.errors import CommandNotFound, DomainError, UserNotFound
 from domain.ids import parse_uuid
 from domain.rules import validate_signup
@@ -134,7 +136,7 @@ async def get_command(request: Request) -> Response:
         raise CommandNotFound(text)
     document = orjson.loads(stored)
     view: dict[str, Any] = {"command_id": text, "status": document["status"]}
-    if document["status"] == SUCCEEDED:
+    if document["status"] == SUCCEEDED and "user_id" in document:
         user = await read_user(web.commands, web.keys, web.users, uuid.UUID(document["user_id"]))
         view["user"] = None if user is None else orjson.Fragment(user)
     elif document["status"] == FAILED:
@@ -199,6 +201,8 @@ ROUTES = [
     Route("/signup", signup, methods=["POST"]),
     Route("/users/{user_id}", get_user, methods=["GET"]),
     Route("/commands/{command_id}", get_command, methods=["GET"]),
+    Route("/verify-email", verify_email, methods=["GET", "POST"]),
+    Route("/verify-email/resend", resend, methods=["POST"]),
     Route("/health", health, methods=["GET"]),
     Route("/ready", ready, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),

@@ -41,12 +41,38 @@ class SignupRequest(BaseModel):
     )
 
 
+class VerifyEmailRequest(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    token: str = Field(
+        description="The token from the verification link",
+        json_schema_extra={"minLength": 1, "maxLength": 256},
+    )
+
+
+class ResendRequest(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    email: str = Field(
+        description="The address to send a new verification message to",
+        json_schema_extra={"format": "email", "maxLength": 254},
+    )
+
+
+class ResendAccepted(BaseModel):
+    status: Literal["accepted"]
+    detail: str
+
+
 class UserResponse(BaseModel):
     id: str = Field(json_schema_extra={"format": "uuid"})
     name: str
     email: str
     display_name: str
     created_at: str = Field(json_schema_extra={"format": "date-time"})
+    email_verified: bool
+    email_verified_at: str | None = Field(json_schema_extra={"format": "date-time"})
+    version: int = Field(description="Counts the account's changes; 1 when created", ge=1)
 
 
 class CommandAccepted(BaseModel):

@@ -43,3 +43,7 @@ class CommandNotFound(DomainError):
     def __init__(self, command_id: str) -> None:
         super().__init__(f"no command with id {command_id}")
         self.command_id = command_id
+
+
+class InvalidToken(DomainError):
+    """A verification token that is malformed, forged, expired or for another purpose."""

@@ -21,6 +21,9 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 QUEUE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300)
 
 
+# The events stream's types (storage.events.EVENT_TYPES), zeroed at start.
+EVENT_TYPES = ("user.signed_up.v1", "user.email_verified.v1", "user.verification_requested.v1")
+
 SIGNUP_OUTCOMES = (
     "created",
     "replayed",
@@ -133,8 +136,24 @@ class WebMetrics:
         self.enqueued = Counter(
             "commands_enqueued_total", "Commands added to the stream", registry=r
         )
+        self.verifications = Counter(
+            "email_verifications_total",
+            "POST /verify-email answers: verified (also again), invalid_token, accepted (202)",
+            registry=r,
+        )
+        self.resends = Counter(
+            "verification_resends_total",
+            "POST /verify-email/resend by outcome: enqueued or limited (both answered 202)",
+            registry=r,
+        )
         self.reply_timeouts.set({}, 0)
         self.enqueued.set({}, 0)
+        _zero(
+            self.verifications,
+            "outcome",
+            ("verified", "invalid_token", "accepted"),
+        )
+        _zero(self.resends, "outcome", ("enqueued", "limited"))
         _zero(self.signups, "outcome", SIGNUP_OUTCOMES)
         _zero(self.idempotency, "outcome", ("new", "replayed", "mismatch", "in_flight"))
 
@@ -187,11 +206,53 @@ class WorkerMetrics:
         self.dependency_errors = Counter(
             "dependency_errors_total", "Failed calls to Postgres or Redis", registry=r
         )
+        self.events_appended = Counter(
+            "events_appended_total", "Events appended to the events stream by type", registry=r
+        )
+        _zero(self.events_appended, "type", EVENT_TYPES)
         for metric in (self.in_progress, self.redeliveries, self.reclaimed, self.last_processed):
             metric.set({}, 0)
         _zero(self.processed, "outcome", ("succeeded", "rejected", "dead_lettered"))
         _zero(self.dead_letters, "reason", ("malformed", "max_deliveries"))
         _zero(self.dependency_errors, "dependency", ("postgres", "redis"))
+
+
+class MailerMetrics:
+    def __init__(self) -> None:
+        self.registry = r = Registry()
+        self.process = ProcessMetrics(r)
+        self.sent = Counter(
+            "emails_sent_total",
+            "Messages by outcome: sent (the SMTP server took it), logged (no SMTP_URL), "
+            "retried (a 4xx or no connection), dead_lettered (a 5xx)",
+            registry=r,
+        )
+        self.send_seconds = Histogram(
+            "email_send_seconds",
+            "Time to hand one message to the SMTP server",
+            registry=r,
+            buckets=LATENCY_BUCKETS,
+        )
+        self.events_seen = Counter(
+            "mailer_events_total", "Events read by the mailer, by type", registry=r
+        )
+        self.dead_letters = Counter(
+            "dead_letters_total", "Entries moved to dead letters", registry=r
+        )
+        self.stream_length = Gauge("stream_length", "XLEN of a stream", registry=r)
+        self.group_lag = Gauge(
+            "stream_group_lag", "Entries not yet delivered to the group", registry=r
+        )
+        self.group_pending = Gauge(
+            "stream_group_pending", "Entries delivered but not acked", registry=r
+        )
+        self.dependency_errors = Counter(
+            "dependency_errors_total", "Failed calls to Redis or the SMTP server", registry=r
+        )
+        _zero(self.sent, "outcome", ("sent", "logged", "retried", "dead_lettered"))
+        _zero(self.events_seen, "type", EVENT_TYPES)
+        _zero(self.dead_letters, "reason", ("rejected", "malformed", "max_deliveries"))
+        _zero(self.dependency_errors, "dependency", ("redis", "smtp"))
 
 
 def exposition(registry: Registry, process: ProcessMetrics) -> tuple[bytes, dict[str, str]]:

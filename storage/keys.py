@@ -6,12 +6,17 @@ default namespace the names are:
 =================================  =====================================================
 ``signup:commands``                stream of commands (``XADD`` by web, read by workers)
 ``signup-workers``                 consumer group of the workers on that stream
-``signup:deadletters``             stream of entries that could not be processed
+``signup:deadletters``             stream of commands that could not be processed
+``signup:events``                  stream of domain events (appended by workers on ack)
+``signup-mailer``                  consumer group of the mailers on the events stream
+``signup:mailer:deadletters``      events the mailer could not deliver (permanent refusal)
+``signup:mailer:replays``          dead-lettered events put back for the mailer alone
 ``signup:user:{user_id}``          read model: the user's JSON, as ``GET /users/{id}``
 ``signup:command:{command_id}``    outcome of a command (pending / succeeded / failed)
 ``signup:idem:{METHOD}:{path}:{k}``  an ``Idempotency-Key`` record (hash)
 ``signup:reply:{web_id}:{cmd_id}``  pub/sub channel the worker answers a request on
 ``signup:rate:signup:{client}``    a client's signup count in the current window
+``signup:rate:resend:{digest}``    an address's verification resends this hour
 =================================  =====================================================
 """
 
@@ -35,6 +40,24 @@ class Keys:
     @property
     def deadletters(self) -> str:
         return f"{self.namespace}:deadletters"
+
+    @property
+    def events(self) -> str:
+        return f"{self.namespace}:events"
+
+    @property
+    def mailer_group(self) -> str:
+        return f"{self.namespace}-mailer"
+
+    @property
+    def mailer_deadletters(self) -> str:
+        return f"{self.namespace}:mailer:deadletters"
+
+    @property
+    def mailer_replays(self) -> str:
+        """Dead-lettered events replayed for the mailer only: appending them to the events
+        stream again would hand them to every other consumer a second time."""
+        return f"{self.namespace}:mailer:replays"
 
     def user(self, user_id: str) -> str:
         return f"{self.namespace}:user:{user_id}"

@@ -1,35 +1,37 @@
 """The worker's life: read commands from the stream through the consumer group, apply them to
-Postgres in batches, write the read model, outcome and reply, and only then ``XACK``.
+Postgres in batches through the command bus, then settle each entry in one script: ack,
+append its events, write the read model, outcome and reply (``storage.settle``).
 
 Delivery is at least once; applying a command twice is harmless (see
-``domain.handlers.sign_up``), so the rule is simple: never ack what was not committed.
+``domain.handlers``), so the rule is simple: never ack what was not committed. Nothing here
+names a command type: decoding is ``storage.streams``' registry, applying is the bus's.
 """
 
 from __future__ import annotations
 
-import contextlib
-import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
 import asyncpg
 from loguru import logger
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from bootstrap import Worker
-from domain.handlers import sign_up
-from domain.model import Outcome, UserSignedUp
+from domain import bus
+from domain.handlers import COMMAND_HANDLERS
+from domain.ids import uuid7
+from domain.model import Applied, Outcome
 from observability import logs, tracing
 from observability.metrics import exposition
-from storage import streams
-from storage.autopipeline import Arg
+from storage import events, streams
 from storage.outcomes import failed_json, reply_json, stored_json, user_json
-from workers.housekeeping import trim_commands
+from storage.settle import Settlement, settle
+from workers.group import Backoff, Delivery, Group, every, observe_streams
+from workers.housekeeping import trim_commands, trim_events
 
 # Postgres or network faults that a retry can outlive; anything else is the command's fault.
 TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
@@ -47,30 +49,9 @@ DEAD_LETTERED = "dead-lettered"
 
 
 @dataclass(frozen=True, slots=True)
-class Delivery:
-    entry_id: str
-    fields: dict[str, str]
-
-
-@dataclass(frozen=True, slots=True)
 class Decoded:
-    entry_id: str
+    delivery: Delivery
     envelope: streams.Envelope
-
-
-class Backoff:
-    """Exponential backoff with full jitter, capped."""
-
-    def __init__(self, base: float = 0.05, cap: float = 2.0) -> None:
-        self._base, self._cap, self._attempt = base, cap, 0
-
-    async def sleep(self) -> None:
-        delay = min(self._cap, self._base * 2**self._attempt)
-        self._attempt += 1
-        await anyio.sleep(random.uniform(0, delay))
-
-    def reset(self) -> None:
-        self._attempt = 0
 
 
 class Consumer:
@@ -82,43 +63,23 @@ class Consumer:
         self.stopping = anyio.Event()
         self._slots = anyio.Semaphore(worker.settings.worker_concurrency)
         self._outcome_ttl_ms = worker.settings.outcome_ttl_seconds * 1000
+        self.group = Group(
+            worker.redis,
+            worker.stream_reader,
+            streams=[self.keys.commands],
+            group=self.keys.group,
+            consumer=self.name,
+            batch_size=self.s.worker_batch_size,
+            claim_idle_ms=self.s.worker_claim_idle_ms,
+        )
 
     # -- group and reads -------------------------------------------------------------
 
     async def ensure_group(self) -> None:
-        try:
-            await self.w.redis.xgroup_create(
-                self.keys.commands, self.keys.group, id="0", mkstream=True
-            )
-            logger.info("group.created", stream=self.keys.commands, group=self.keys.group)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        await self.group.ensure()
 
     async def read(self, last_id: str, *, block: int | None) -> list[Delivery]:
-        """One XREADGROUP; on NOGROUP (Redis lost its data) the group is made again."""
-        command: list[str | int] = ["XREADGROUP", "GROUP", self.keys.group, self.name]
-        command += ["COUNT", self.s.worker_batch_size]
-        if block is not None:
-            command += ["BLOCK", block]
-        command += ["STREAMS", self.keys.commands, last_id]
-        try:
-            reply = await self.w.stream_reader.execute(*command)
-        except ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-            logger.warning("group.missing", stream=self.keys.commands)
-            await self.ensure_group()
-            return []
-        if not reply:
-            return []
-        # [[stream, [[id, [field, value, ...]], ...]]]; a pending entry whose data was
-        # trimmed comes back with no fields.
-        entries: Sequence[Any] = reply[0][1]
-        return [
-            Delivery(entry_id, dict(zip(flat[::2], flat[1::2], strict=True)) if flat else {})
-            for entry_id, flat in entries
-        ]
+        return await self.group.read(last_id, block=block)
 
     # -- processing -------------------------------------------------------------------
 
@@ -128,7 +89,7 @@ class Consumer:
         decoded: list[Decoded] = []
         for d in deliveries:
             try:
-                decoded.append(Decoded(d.entry_id, streams.decode(d.fields)))
+                decoded.append(Decoded(d, streams.decode(d.fields)))
             except streams.MalformedEntry as exc:
                 await self.dead_letter(d, str(exc), reason="malformed")
         if not decoded:
@@ -136,7 +97,7 @@ class Consumer:
         m = self.w.metrics
         for entry in decoded:
             # An entry id's first part is the XADD time in ms: the wait needs no extra field.
-            waited = started / 1e9 - int(entry.entry_id.split("-")[0]) / 1000
+            waited = started / 1e9 - int(entry.delivery.entry_id.split("-")[0]) / 1000
             m.queue_wait.observe({}, max(waited, 0.0))
         m.in_progress.add({}, len(decoded))
         try:
@@ -152,33 +113,45 @@ class Consumer:
                     await self._apply_and_settle([entry], time.time_ns())
                 except Exception:
                     # Left pending, to be redelivered and in the end dead-lettered.
-                    logger.opt(exception=True).error("command.failed", entry_id=entry.entry_id)
+                    logger.opt(exception=True).error(
+                        "command.failed", entry_id=entry.delivery.entry_id
+                    )
         finally:
             m.in_progress.add({}, -len(decoded))
 
     async def _apply_and_settle(self, batch: list[Decoded], started: int) -> None:
         outcomes = await self._apply(batch)
         applied = time.time_ns()
-        if outcomes is not None and await self._settle(batch, outcomes):
-            self._record(batch, outcomes, (started, applied, time.time_ns()))
+        if outcomes is None:
+            return
+        appended = await self._settle(batch, outcomes)
+        if appended is not None:
+            self._record(batch, outcomes, appended, (started, applied, time.time_ns()))
 
     def _record(
-        self, batch: list[Decoded], outcomes: list[Outcome], times: tuple[int, int, int]
+        self,
+        batch: list[Decoded],
+        outcomes: list[Outcome],
+        appended: list[int],
+        times: tuple[int, int, int],
     ) -> None:
         """Metrics, spans and one log line per settled command."""
         started, applied, settled = times
         m = self.w.metrics
         tracer = self.w.tracer
-        for d, outcome in zip(batch, outcomes, strict=True):
-            c = d.envelope.command
-            result = "succeeded" if isinstance(outcome, UserSignedUp) else "rejected"
+        for d, outcome, n_events in zip(batch, outcomes, appended, strict=True):
+            envelope = d.envelope
+            result = "succeeded" if isinstance(outcome, Applied) else "rejected"
             m.processed.inc({"outcome": result})
             m.processing.observe({}, (settled - started) / 1e9)
+            if n_events and isinstance(outcome, Applied):
+                for event in outcome.events[:n_events]:
+                    m.events_appended.inc({"type": events.type_name(event)})
             # A CONSUMER span per command, parented by the producer's context from the
             # entry; its children are the batch's Postgres statement and Redis writes.
             span = tracer.start_span(
                 f"process {self.keys.commands}",
-                context=tracing.extract(d.envelope.traceparent),
+                context=tracing.extract(envelope.traceparent),
                 kind=SpanKind.CONSUMER,
                 start_time=started,
                 attributes={
@@ -186,16 +159,18 @@ class Consumer:
                     "messaging.operation.type": "process",
                     "messaging.destination.name": self.keys.commands,
                     "messaging.consumer.group.name": self.keys.group,
-                    "messaging.message.id": d.entry_id,
+                    "messaging.message.id": d.delivery.entry_id,
                     "messaging.batch.message_count": len(batch),
+                    "signup.command": envelope.type,
                     "signup.outcome": result,
+                    "signup.events_appended": n_events,
                 },
             )
             parent = trace.set_span_in_context(span)
             # The batch's shared steps, recorded under each command's span after the fact.
             for name, system, operation, start, end in (
                 ("postgres transaction", "postgresql", "INSERT", started, applied),
-                ("read model update", "redis", "MULTI", applied, settled),
+                ("read model update", "redis", "EVALSHA", applied, settled),
             ):
                 tracer.start_span(
                     name,
@@ -206,11 +181,13 @@ class Consumer:
             span.end(end_time=settled)
             logs.info(
                 "command.applied",
-                command_id=str(c.command_id),
-                request_id=c.request_id,
-                correlation_id=c.correlation_id,
-                trace_id=tracing.trace_id_of(d.envelope.traceparent),
+                command_id=str(envelope.command.command_id),
+                command=envelope.type,
+                request_id=envelope.request_id,
+                correlation_id=envelope.correlation_id,
+                trace_id=tracing.trace_id_of(envelope.traceparent),
                 outcome=result,
+                events=n_events,
             )
         m.last_processed.set({}, settled / 1e9)
 
@@ -218,9 +195,10 @@ class Consumer:
         """Outcomes of the batch, retrying through outages; None if stopping before that."""
         backoff = Backoff()
         refreshed = anyio.current_time()
+        commands = [d.envelope.command for d in batch]
         while True:
             try:
-                return await sign_up([d.envelope.command for d in batch], self.w.users)
+                return await bus.handle(commands, self.w.users, COMMAND_HANDLERS)
             except TRANSIENT_DB_ERRORS as exc:
                 self.w.metrics.dependency_errors.inc({"dependency": "postgres"})
                 logger.warning("postgres.unavailable", error=type(exc).__name__, batch=len(batch))
@@ -228,42 +206,58 @@ class Consumer:
                     return None
                 await backoff.sleep()
                 if anyio.current_time() - refreshed > self.s.worker_claim_idle_ms / 3000:
-                    await self._keep_alive([d.entry_id for d in batch])
+                    await self.group.keep_alive([d.delivery for d in batch])
                     refreshed = anyio.current_time()
 
-    async def _keep_alive(self, entry_ids: list[str]) -> None:
-        """Reset the idle time of entries still being worked on, so no other worker reclaims
-        them (JUSTID: the delivery count is left alone, so an outage is no poison)."""
-        with contextlib.suppress(RedisError, OSError):
-            await self.w.redis.xclaim(
-                self.keys.commands, self.keys.group, self.name, 0, list[Any](entry_ids), justid=True
-            )
+    def _settlement(self, d: Decoded, outcome: Outcome) -> Settlement:
+        envelope = d.envelope
+        cid = str(envelope.command.command_id)
+        settlement = Settlement(
+            entry_id=d.delivery.entry_id,
+            outcome_key=self.keys.command(cid),
+            stored=stored_json(outcome),
+            reply_channel=envelope.reply_channel,
+            reply=reply_json(outcome) if envelope.reply_channel else b"",
+        )
+        if not isinstance(outcome, Applied):
+            return settlement
+        cause = events.Cause(
+            cid, envelope.request_id, envelope.correlation_id, envelope.traceparent
+        )
+        user = outcome.user
+        return Settlement(
+            entry_id=settlement.entry_id,
+            outcome_key=settlement.outcome_key,
+            stored=settlement.stored,
+            reply_channel=settlement.reply_channel,
+            reply=settlement.reply,
+            user_key="" if user is None else self.keys.user(str(user.id)),
+            version=0 if user is None else user.version,
+            document=b"" if user is None else user_json(user),
+            events=[events.encode(str(uuid7()), e, cause) for e in outcome.events],
+        )
 
-    async def _settle(self, batch: list[Decoded], outcomes: list[Outcome]) -> bool:
-        """Read model, outcome, reply and ack in one MULTI: one round trip, all or nothing.
-        False if stopping before Redis took it (the entries stay pending)."""
-        writes: list[tuple[Arg, ...]] = []
-        for d, outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, UserSignedUp):
-                writes.append(
-                    ("SET", self.keys.user(str(outcome.user.id)), user_json(outcome.user))
-                )
-            cid = str(d.envelope.command.command_id)
-            ttl = self._outcome_ttl_ms
-            writes.append(("SET", self.keys.command(cid), stored_json(outcome), "PX", ttl))
-            if d.envelope.reply_channel:
-                writes.append(("PUBLISH", d.envelope.reply_channel, reply_json(outcome)))
-        writes.append(("XACK", self.keys.commands, self.keys.group, *(d.entry_id for d in batch)))
+    async def _settle(self, batch: list[Decoded], outcomes: list[Outcome]) -> list[int] | None:
+        """Ack, events, read model, outcome and reply in one script: one round trip, all or
+        nothing. How many events each entry appended; None if stopping before Redis took
+        it (the entries stay pending)."""
+        settlements = [self._settlement(d, o) for d, o in zip(batch, outcomes, strict=True)]
         backoff = Backoff()
         while True:
             try:
-                await self.w.commands.transaction(*writes)
-                return True
+                return await settle(
+                    self.w.commands,
+                    stream=self.keys.commands,
+                    events_stream=self.keys.events,
+                    group=self.keys.group,
+                    outcome_ttl_ms=self._outcome_ttl_ms,
+                    batch=settlements,
+                )
             except (RedisError, OSError) as exc:
                 self.w.metrics.dependency_errors.inc({"dependency": "redis"})
                 logger.warning("redis.unavailable", error=type(exc).__name__, batch=len(batch))
                 if self.stopping.is_set():
-                    return False
+                    return None
                 await backoff.sleep()
 
     async def dead_letter(self, delivery: Delivery, error: str, *, reason: str) -> None:
@@ -301,7 +295,7 @@ class Consumer:
 
     async def process_redelivered(self, deliveries: list[Delivery]) -> None:
         """Process entries delivered before; those delivered too often are dead-lettered."""
-        counts = await self._delivery_counts([d.entry_id for d in deliveries])
+        counts = await self.group.delivery_counts(deliveries)
         fresh: list[Delivery] = []
         for d in deliveries:
             times = counts.get(d.entry_id, 0)
@@ -315,71 +309,38 @@ class Consumer:
             self.w.metrics.redeliveries.add({}, len(fresh))
             await self.process(fresh)
 
-    async def _delivery_counts(self, entry_ids: list[str]) -> dict[str, int]:
-        pending = await self.w.redis.xpending_range(
-            self.keys.commands,
-            self.keys.group,
-            min=min(entry_ids),
-            max=max(entry_ids),
-            count=len(entry_ids) * 10,
-            consumername=self.name,
-        )
-        return {str(p["message_id"]): int(p["times_delivered"]) for p in pending}
-
     async def reclaim(self) -> int:
         """Take over entries idle past the threshold on any consumer (a dead one, most
         likely) and process them; returns how many were taken."""
-        cursor, taken = "0-0", 0
-        while not self.stopping.is_set():
-            reply = await self.w.redis.xautoclaim(
-                self.keys.commands,
-                self.keys.group,
-                self.name,
-                min_idle_time=self.s.worker_claim_idle_ms,
-                start_id=cursor,
-                count=self.s.worker_batch_size,
-            )
-            cursor, claimed = reply[0], reply[1]
-            deliveries = [Delivery(entry_id, fields or {}) for entry_id, fields in claimed]
-            if deliveries:
-                taken += len(deliveries)
-                self.w.metrics.reclaimed.add({}, len(deliveries))
-                logger.warning("pending.reclaimed", count=len(deliveries))
-                await self.process_redelivered(deliveries)
-            if cursor == "0-0":
+        taken = 0
+        async for deliveries in self.group.stale():
+            taken += len(deliveries)
+            self.w.metrics.reclaimed.add({}, len(deliveries))
+            logger.warning("pending.reclaimed", count=len(deliveries))
+            await self.process_redelivered(deliveries)
+            if self.stopping.is_set():
                 break
         return taken
 
     async def _every(self, period: float, job: Callable[[], Awaitable[object]]) -> None:
-        """Run ``job`` every ``period`` seconds until stopping; Redis faults are logged."""
-        while not self.stopping.is_set():
-            with anyio.move_on_after(period):
-                await self.stopping.wait()
-            if self.stopping.is_set():
-                return
-            try:
-                await job()
-            except (RedisError, OSError) as exc:
-                self.w.metrics.dependency_errors.inc({"dependency": "redis"})
-                logger.warning("redis.unavailable", error=type(exc).__name__, during=repr(job))
-            except Exception:
-                logger.opt(exception=True).error("housekeeping.failed", job=repr(job))
+        await every(period, job, self.stopping, self.w.metrics.dependency_errors)
 
     async def trim(self) -> int:
-        return await trim_commands(self.w.redis, self.keys, self.s.stream_keep_entries)
+        removed = await trim_commands(self.w.redis, self.keys, self.s.stream_keep_entries)
+        removed += await trim_events(
+            self.w.redis, self.keys.events, self.s.events_retention_seconds
+        )
+        return removed
 
     # -- lifecycle --------------------------------------------------------------------
 
     async def drain_own_pending(self) -> None:
         """Finish what this consumer name held when it last stopped (an id instead of ``>``
         reads its own pending list, from after that id)."""
-        after = "0"
-        while not self.stopping.is_set():
-            deliveries = await self.read(after, block=None)
-            if not deliveries:
+        async for deliveries in self.group.own_pending():
+            if self.stopping.is_set():
                 return
             logger.info("pending.resumed", count=len(deliveries))
-            after = deliveries[-1].entry_id  # what failed stays pending, for reclaim
             try:
                 await self.process_redelivered(deliveries)
             except Exception:
@@ -426,24 +387,11 @@ class Consumer:
         logger.info("worker.drained", consumer=self.name)
 
     async def metrics_exposition(self) -> tuple[bytes, dict[str, str]]:
-        """The worker's /metrics, with the stream's length, lag and pending read now."""
+        """The worker's /metrics, with the streams' length, lag and pending read now."""
         m = self.w.metrics
-        try:
-            async with self.w.redis.pipeline(transaction=False) as pipe:
-                pipe.xlen(self.keys.commands)
-                pipe.xlen(self.keys.deadletters)
-                pipe.xinfo_groups(self.keys.commands)
-                length, dead, groups = await pipe.execute(raise_on_error=False)
-            m.stream_length.set({"stream": self.keys.commands}, int(length))
-            m.stream_length.set({"stream": self.keys.deadletters}, int(dead))
-            for g in groups:
-                labels = {"stream": self.keys.commands, "group": str(g["name"])}
-                # lag is NULL when Redis cannot tell (e.g. after deletions): report pending only.
-                if g.get("lag") is not None:
-                    m.group_lag.set(labels, int(g["lag"]))
-                m.group_pending.set(labels, int(g["pending"]))
-        except (RedisError, OSError, TypeError, ValueError):
-            m.dependency_errors.inc({"dependency": "redis"})
+        await observe_streams(
+            self.w.redis, m, [self.keys.commands, self.keys.events], [self.keys.deadletters]
+        )
         return exposition(m.registry, m.process)
 
     def stop(self) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from domain.handlers import EMAIL_TAKEN, sign_up
 from domain.ids import uuid7
-from domain.model import SignUp, SignupRejected, UserSignedUp
+from domain.model import Applied, Rejected, SignUp
 from storage.connections import connect_postgres
 from storage.migrate import apply_migrations
 from storage.users import PostgresUsers
@@ -37,7 +37,7 @@ async def test_batch_writes_both_models_once(pool: asyncpg.Pool) -> None:
     users = PostgresUsers(pool)
     a, b = command(email()), command(email(), "Bob")
     outcomes = await sign_up([a, b], users)
-    assert [type(o) for o in outcomes] == [UserSignedUp, UserSignedUp]
+    assert [type(o) for o in outcomes] == [Applied, Applied]
     for c in (a, b):
         assert await pool.fetchval("SELECT count(*) FROM users WHERE id = $1", c.user_id) == 1
         row = await pool.fetchrow("SELECT * FROM users_read WHERE id = $1", c.user_id)
@@ -49,10 +49,10 @@ async def test_duplicate_email_fails_only_its_command(pool: asyncpg.Pool) -> Non
     shared = email()
     first, dup, other = command(shared), command(shared, "Eve"), command(email())
     outcomes = await sign_up([first, dup, other], PostgresUsers(pool))
-    assert isinstance(outcomes[0], UserSignedUp)
-    assert isinstance(outcomes[1], SignupRejected)
+    assert isinstance(outcomes[0], Applied)
+    assert isinstance(outcomes[1], Rejected)
     assert outcomes[1].reason == EMAIL_TAKEN
-    assert isinstance(outcomes[2], UserSignedUp)
+    assert isinstance(outcomes[2], Applied)
     assert await pool.fetchval("SELECT count(*) FROM users WHERE email = $1", shared) == 1
 
 
@@ -61,8 +61,8 @@ async def test_redelivered_command_returns_original_user(pool: asyncpg.Pool) -> 
     c = command(email())
     [first] = await sign_up([c], users)
     [again] = await sign_up([c], users)
-    assert isinstance(first, UserSignedUp)
-    assert isinstance(again, UserSignedUp)
+    assert isinstance(first, Applied)
+    assert isinstance(again, Applied)
     assert again.user == first.user
     assert await pool.fetchval("SELECT count(*) FROM users WHERE id = $1", c.user_id) == 1
 
@@ -80,4 +80,4 @@ async def test_get_reads_the_read_model(pool: asyncpg.Pool) -> None:
 async def test_migrations_are_safe_to_run_again(pool: asyncpg.Pool) -> None:
     assert await apply_migrations(pool) == []
     versions = await pool.fetch("SELECT version FROM schema_migrations ORDER BY version")
-    assert [r["version"] for r in versions] == ["0001_users"]
+    assert [r["version"] for r in versions] == ["0001_users", "0002_versions_and_verification"]

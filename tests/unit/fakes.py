@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -9,8 +10,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from domain.handlers import UserStore
-from domain.model import SignUp, User
+from domain.handlers import UserStore, Verification
+from domain.model import SignUp, User, VerifyEmail
+from domain.tokens import email_digest
 from storage.autopipeline import Arg
 
 
@@ -35,6 +37,8 @@ class FakeUserStore(UserStore):
     def __init__(self, users: Sequence[User] = ()) -> None:
         self.users: dict[uuid.UUID, User] = {u.id: u for u in users}
         self.password_hashes: dict[uuid.UUID, str] = {}
+        # applied_commands: the command that changed a user, and the version it made.
+        self.applied: dict[uuid.UUID, int] = {}
 
     async def add_many(self, commands: Sequence[SignUp]) -> dict[uuid.UUID, User]:
         taken = {u.email for u in self.users.values()}
@@ -51,3 +55,22 @@ class FakeUserStore(UserStore):
             self.password_hashes[command.user_id] = command.password_hash
             taken.add(command.email)
         return {c.user_id: self.users[c.user_id] for c in commands if c.user_id in self.users}
+
+    async def verify_many(self, commands: Sequence[VerifyEmail]) -> dict[uuid.UUID, Verification]:
+        found: dict[uuid.UUID, Verification] = {}
+        for command in commands:
+            user = self.users.get(command.user_id)
+            if user is None or email_digest(user.email) != command.email_digest:
+                continue
+            if user.email_verified_at is None:
+                user = dataclasses.replace(
+                    user, email_verified_at=datetime.now(UTC), version=user.version + 1
+                )
+                self.users[user.id] = user
+                self.applied[command.command_id] = user.version
+            found[command.command_id] = Verification(user, command.command_id in self.applied)
+        return found
+
+    async def find_by_emails(self, emails: Sequence[str]) -> dict[str, User]:
+        wanted = set(emails)
+        return {u.email: u for u in self.users.values() if u.email in wanted}

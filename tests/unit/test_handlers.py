@@ -4,7 +4,7 @@ import pytest
 
 from domain.handlers import EMAIL_TAKEN, sign_up
 from domain.ids import uuid7
-from domain.model import SignUp, SignupRejected, UserSignedUp
+from domain.model import Applied, Rejected, SignUp
 from tests.unit.fakes import FakeUserStore
 
 HASH = "$2b$04$abcdefghijklmnopqrstuu5Yp9X5HqJ0Ykq9c4Zk8o6J1cS0d0fGa"
@@ -28,7 +28,7 @@ async def test_a_batch_creates_each_user() -> None:
 
     outcomes = await sign_up(batch, store)
 
-    assert all(isinstance(o, UserSignedUp) for o in outcomes)
+    assert all(isinstance(o, Applied) for o in outcomes)
     assert [o.command_id for o in outcomes] == [c.command_id for c in batch]
     assert {u.email: (u.id, u.name) for u in store.users.values()} == {
         "ann@example.com": (batch[0].user_id, "Ann"),
@@ -46,11 +46,13 @@ async def test_a_taken_email_fails_only_its_command() -> None:
     outcomes = await sign_up([first, duplicate, neighbour], store)
 
     signed_up, rejected, after = outcomes
-    assert isinstance(signed_up, UserSignedUp)
+    assert isinstance(signed_up, Applied)
+    assert signed_up.user is not None
     assert signed_up.user.id == first.user_id
-    assert isinstance(rejected, SignupRejected)
+    assert isinstance(rejected, Rejected)
     assert (rejected.command_id, rejected.reason) == (duplicate.command_id, EMAIL_TAKEN)
-    assert isinstance(after, UserSignedUp)
+    assert isinstance(after, Applied)
+    assert after.user is not None
     assert after.user.id == neighbour.user_id
     # Stream order wins: the earlier command keeps the email, the later one created nothing.
     assert set(store.users) == {first.user_id, neighbour.user_id}
@@ -65,7 +67,7 @@ async def test_an_email_taken_by_an_earlier_batch_is_refused() -> None:
 
     [outcome] = await sign_up([late], store)
 
-    assert isinstance(outcome, SignupRejected)
+    assert isinstance(outcome, Rejected)
     assert outcome.reason == EMAIL_TAKEN
     assert late.user_id not in store.users
 
@@ -79,7 +81,7 @@ async def test_a_redelivered_command_yields_the_same_user_and_creates_nothing() 
 
     [again] = await sign_up([signup], store)
 
-    assert isinstance(first, UserSignedUp)
+    assert isinstance(first, Applied)
     assert again == first
     assert store.users == users_before
 
@@ -91,6 +93,6 @@ async def test_a_command_delivered_twice_in_one_batch_succeeds_twice() -> None:
 
     first, second = await sign_up([signup, signup], store)
 
-    assert isinstance(first, UserSignedUp)
+    assert isinstance(first, Applied)
     assert second == first
     assert list(store.users) == [signup.user_id]

@@ -113,5 +113,8 @@ def test_every_error_response_is_problem_json(document: dict[str, Any]) -> None:
         if (path, method, status) == ("/ready", "get", "503"):
             # A failed readiness probe answers with the checks, not a problem.
             assert list(response["content"]) == ["application/json"]
+        elif (path, method) == ("/verify-email", "get"):
+            # The link a person opens from a mail: an HTML page, not a problem.
+            assert list(response["content"]) == ["text/html"]
         else:
             assert list(response["content"]) == [PROBLEM_JSON], (path, method, status)

@@ -7,7 +7,9 @@ import pytest
 
 from domain.ids import parse_uuid, uuid7
 from domain.model import SignUp
-from storage.streams import SIGNUP_V1, Envelope, MalformedEntry, decode, encode
+from storage.streams import Envelope, MalformedEntry, decode, encode
+
+SIGNUP_V1 = "signup.v1"
 
 HASH = "$2b$04$abcdefghijklmnopqrstuu5Yp9X5HqJ0Ykq9c4Zk8o6J1cS0d0fGa"
 
@@ -20,14 +22,14 @@ def envelope(traceparent: str = "") -> Envelope:
         email="ann@bücher.de",
         display_name="Ann 🐍",
         password_hash=HASH,
-        request_id="req-1",
-        correlation_id="corr-1",
     )
     return Envelope(
         command=command,
         reply_channel="signup:reply:web1:" + str(command.command_id),
         enqueued_at="2025-01-02T03:04:05.678+00:00",
         traceparent=traceparent,
+        request_id="req-1",
+        correlation_id="corr-1",
     )
 
 
