@@ -15,11 +15,11 @@ $(BIN)/.installed: requirements-dev.lock
 
 install: $(BIN)/.installed
 
-## Web on http://127.0.0.1:5000 and $(WORKERS) workers, against DATABASE_URL / REDIS_URL.
+## Web on http://127.0.0.1:5000, $(WORKERS) workers and a mailer, against DATABASE_URL / REDIS_URL.
 run: $(BIN)/.installed
 	$(BIN)/python -m storage.preflight
 	$(BIN)/python -m storage.migrate
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -c worker=$(WORKERS) web worker
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -c worker=$(WORKERS) web worker mailer
 
 ## Lint, type-check and every test tier (unit, integration, e2e).
 test: $(BIN)/.installed

@@ -22,7 +22,7 @@ from api.idempotency import IdempotencyStore
 from api.passwords import PasswordHasher
 from api.ratelimit import RateLimiter
 from api.replies import ReplyListener
-from observability.metrics import WebMetrics, WorkerMetrics
+from observability.metrics import MailerMetrics, WebMetrics, WorkerMetrics
 from observability.tracing import TRACER_NAME
 from settings import Settings
 from storage.autopipeline import PipelinedRedis
@@ -34,6 +34,9 @@ from storage.connections import (
 )
 from storage.keys import Keys
 from storage.users import PostgresUsers
+from workers.group import Group
+from workers.mailer.mailer import MailerDeps
+from workers.mailer.transport import LogTransport, SmtpTransport, Transport, parse_smtp_url
 
 # Every non-blocking command takes milliseconds; a reply wait is not a socket read (it is a
 # future), so a short socket timeout makes an outage answer 503 quickly.
@@ -182,5 +185,44 @@ async def open_worker(
             pool=pool,
             users=PostgresUsers(pool),
             metrics=WorkerMetrics(),
+            tracer=provider.get_tracer(TRACER_NAME),
+        )
+
+
+@asynccontextmanager
+async def open_mailer(
+    settings: Settings, tracer_provider: trace.TracerProvider | None = None
+) -> AsyncIterator[MailerDeps]:
+    """What one mailer process needs: Redis, a reader of its own, and the transport
+    (SMTP, or the log when SMTP_URL is unset)."""
+    provider = tracer_provider or trace.NoOpTracerProvider()
+    keys = Keys(settings.redis_namespace)
+    block_timeout = settings.worker_block_ms / 1000 + 5.0
+    smtp_url = settings.smtp_url
+    transport: Transport = (
+        LogTransport()
+        if smtp_url is None
+        else SmtpTransport(
+            parse_smtp_url(smtp_url.get_secret_value()), settings.smtp_timeout_seconds
+        )
+    )
+    async with (
+        _redis(settings, SOCKET_TIMEOUT_SECONDS) as client,
+        _pipelined(settings, block_timeout) as reader,
+    ):
+        yield MailerDeps(
+            settings=settings,
+            keys=keys,
+            group=Group(
+                client,
+                reader,
+                streams=[keys.events, keys.mailer_replays],
+                group=keys.mailer_group,
+                consumer=settings.worker_name,
+                batch_size=settings.worker_batch_size,
+                claim_idle_ms=settings.worker_claim_idle_ms,
+            ),
+            transport=transport,
+            metrics=MailerMetrics(),
             tracer=provider.get_tracer(TRACER_NAME),
         )

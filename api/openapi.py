@@ -77,6 +77,12 @@ def _html(description: str) -> dict[str, Any]:
     }
 
 
+def _with_page(response: dict[str, Any]) -> dict[str, Any]:
+    """The same response as an HTML page, for the landing page's form (a person)."""
+    content = {**response["content"], "text/html": {"schema": {"type": "string"}}}
+    return {**response, "content": content}
+
+
 _LOCATION = {"description": "Where the resource can be read", "schema": {"type": "string"}}
 _RETRY_AFTER = {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}
 _UNAVAILABLE = _problem(
@@ -241,21 +247,23 @@ def _paths() -> dict[str, Any]:
                     "required": True,
                     "content": {
                         "application/json": {"schema": _ref(VerifyEmailRequest)},
-                        "application/x-www-form-urlencoded": {
-                            "schema": _ref(VerifyEmailRequest)
-                        },
+                        "application/x-www-form-urlencoded": {"schema": _ref(VerifyEmailRequest)},
                     },
                 },
                 "responses": {
-                    "200": _json(UserResponse, "Verified (now or before): the user"),
-                    "202": _json(
-                        CommandAccepted,
-                        "Enqueued; the outcome was not ready in time. Poll Location.",
-                        Location=_LOCATION,
+                    "200": _with_page(_json(UserResponse, "Verified (now or before): the user")),
+                    "202": _with_page(
+                        _json(
+                            CommandAccepted,
+                            "Enqueued; the outcome was not ready in time. Poll Location.",
+                            Location=_LOCATION,
+                        )
                     ),
-                    "400": _problem(
-                        "Malformed JSON or form, or /problems/invalid-token: the token is "
-                        "malformed, tampered with, expired, or for another address"
+                    "400": _with_page(
+                        _problem(
+                            "Malformed JSON or form, or /problems/invalid-token: the token is "
+                            "malformed, tampered with, expired, or for another address"
+                        )
                     ),
                     "408": _problem("The body did not arrive in time"),
                     "413": _problem("Body larger than 64 KiB"),

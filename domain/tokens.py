@@ -1,8 +1,8 @@
 """Email-verification tokens: signed, not stored.
 
 A token is ``base64url(payload) "." base64url(mac)``; the payload holds a format byte, a
-purpose byte, the user id, the expiry (Unix seconds) and a digest of the address it was
-issued for, and the MAC is HMAC-SHA256 under a key derived from ``SECRET_KEY`` for this
+purpose byte, the user id, the expiry (Unix seconds), a digest of the address it was
+issued for and a random nonce, and the MAC is HMAC-SHA256 under a key derived from ``SECRET_KEY`` for this
 purpose alone. Why signed rather than random tokens stored as a hash: nothing to store per
 token (Redis memory per user stays flat, no table to sweep), any web process checks one
 with no lookup, and a forged or expired token is refused before it reaches the stream.
@@ -22,6 +22,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import os
 import struct
 import uuid
 from dataclasses import dataclass
@@ -30,7 +31,8 @@ from domain.errors import InvalidToken
 
 _FORMAT = 1
 _PURPOSE_VERIFY_EMAIL = 1
-_LAYOUT = struct.Struct(">BB16sQ16s")  # format, purpose, user id, expires, email digest
+# format, purpose, user id, expires, email digest, nonce (so no two tokens are alike)
+_LAYOUT = struct.Struct(">BB16sQ16s8s")
 
 
 def email_digest(email: str) -> str:
@@ -65,6 +67,7 @@ def issue(secret: str, user_id: uuid.UUID, email: str, *, now: float, ttl_second
         user_id.bytes,
         int(now) + ttl_seconds,
         bytes.fromhex(email_digest(email)),
+        os.urandom(8),
     )
     mac = hmac.new(_key(secret), payload, hashlib.sha256).digest()
     return f"{_b64(payload)}.{_b64(mac)}"
@@ -84,7 +87,7 @@ def read(secret: str, token: str, *, now: float) -> Claims:
         raise InvalidToken("bad signature")
     if len(payload) != _LAYOUT.size:
         raise InvalidToken("malformed")
-    fmt, purpose, user_id, expires_at, digest = _LAYOUT.unpack(payload)
+    fmt, purpose, user_id, expires_at, digest, _ = _LAYOUT.unpack(payload)
     if fmt != _FORMAT or purpose != _PURPOSE_VERIFY_EMAIL:
         raise InvalidToken("not a verification token")
     if now >= expires_at:

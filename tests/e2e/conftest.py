@@ -89,10 +89,11 @@ def running_stack(
     *,
     redis_url: str = TEST_REDIS_URL,
     workers: int = 2,
+    mailers: int = 0,
     settings: dict[str, str] | None = None,
 ) -> Iterator[Stack]:
-    """web.1 and worker.1..N from the Procfile, on free ports, in a namespace of their own
-    (deleted afterwards); ``settings`` are extra environment variables."""
+    """web.1, worker.1..N and mailer.1..M from the Procfile, on free ports, in a namespace
+    of their own (deleted afterwards); ``settings`` are extra environment variables."""
     namespace = f"e2e-{uuid.uuid4().hex[:12]}"
     port = free_port()
     bin_dir = str(Path(sys.executable).parent)
@@ -115,6 +116,8 @@ def running_stack(
         s.start("web.1", "web", port)
         for n in range(1, workers + 1):
             s.start(f"worker.{n}", "worker", free_port())
+        for n in range(1, mailers + 1):
+            s.start(f"mailer.{n}", "mailer", free_port())
         wait_ready(s.base_url, s.processes, within=30)
         yield s
     finally:

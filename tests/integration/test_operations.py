@@ -85,15 +85,38 @@ async def test_dead_letters_can_be_listed_replayed_and_dropped(
         r, keys.deadletters, {"original.type": "bogus", "error": "unknown", "entry_id": "1-0"}
     )
     await add(r, keys.deadletters, {"original.type": "bogus", "error": "again", "entry_id": "2-0"})
-    lines = await deadletters.list_letters(r, keys, count=10)
+    commands = deadletters.letters(keys, "commands")
+    lines = await deadletters.list_letters(r, commands, count=10)
     assert len(lines) == 2
     assert "error='unknown'" in lines[0]
     letters = await entries(r, keys.deadletters)
-    assert await deadletters.replay(r, keys, letters[:1]) == 1
+    assert await deadletters.replay(r, commands, letters[:1]) == 1
     [(_, replayed)] = await entries(r, keys.commands)
     assert replayed == {"type": "bogus"}
-    assert await deadletters.drop(r, keys, letters[1:]) == 1
+    assert await deadletters.drop(r, commands, letters[1:]) == 1
     assert await r.xlen(keys.deadletters) == 0
+
+
+async def test_mailer_dead_letters_replay_to_the_mailer_alone(
+    settings: Settings, r: redis.Redis
+) -> None:
+    keys = Keys(settings.redis_namespace)
+    event = {"type": "user.signed_up.v1", "event_id": "e-1", "email": "ann@example.com"}
+    await add(
+        r,
+        keys.mailer_deadletters,
+        {**{f"original.{k}": v for k, v in event.items()}, "error": "550 no such user"},
+    )
+    mailer = deadletters.letters(keys, "mailer")
+    [line] = await deadletters.list_letters(r, mailer, count=10)
+    assert "event_id=e-1" in line
+    assert "550 no such user" in line
+    assert await deadletters.replay(r, mailer, await entries(r, keys.mailer_deadletters)) == 1
+    [(_, replayed)] = await entries(r, keys.mailer_replays)
+    assert replayed == event
+    # Nothing went back on the events stream, which every other consumer reads.
+    assert await r.exists(keys.events) == 0
+    assert await r.xlen(keys.mailer_deadletters) == 0
 
 
 async def test_read_model_rebuild_after_redis_lost_it(

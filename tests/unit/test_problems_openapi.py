@@ -116,5 +116,8 @@ def test_every_error_response_is_problem_json(document: dict[str, Any]) -> None:
         elif (path, method) == ("/verify-email", "get"):
             # The link a person opens from a mail: an HTML page, not a problem.
             assert list(response["content"]) == ["text/html"]
+        elif (path, method, status) == ("/verify-email", "post", "400"):
+            # The same, answering that page's form.
+            assert list(response["content"]) == [PROBLEM_JSON, "text/html"]
         else:
             assert list(response["content"]) == [PROBLEM_JSON], (path, method, status)

@@ -1,0 +1,1 @@
+"""The mailer: a consumer group on the events stream that sends verification messages."""
