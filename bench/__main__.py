@@ -5,9 +5,15 @@
 
 It installs wrk (Debian's package) when it is missing, makes databases and Redis namespaces
 of its own, starts the processes from the Procfile's lines (and the baseline with uvicorn),
-drives each scenario with wrk, prints one table, Redis memory per user and the commands
-stream's length, then stops every process and removes what it made, also on Ctrl-C or an
-error. Only loopback addresses are used.
+drives each scenario with wrk, prints one table, Redis memory per user and per retained
+event, the commands stream's length, then stops every process and removes what it made,
+also on Ctrl-C or an error. Only loopback addresses are used.
+
+Each service layout runs one mailer too (the Procfile's line), sending to an SMTP sink the
+bench starts (aiosmtpd's ``Sink``: it takes every message and keeps none). The signups at
+cost 4 are also measured without the mailer, and, with ``--against REV``, with the code of
+another git revision (a worktree of this repository): the report says what the events
+stream and the mailer cost.
 
 Fairness on a small, shared machine: every target of a phase (the baseline and each service
 layout) is started at once, on a database and namespace of its own, and idles while another
@@ -30,7 +36,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 
@@ -38,12 +44,25 @@ import bcrypt
 import redis
 from redis.exceptions import ResponseError
 
-from bench import data
+from bench import data, worktree
 from bench.load import Result, ensure_wrk, run_wrk
-from bench.procs import Proc, Processes, base_env, free_port, procfile, wait_http
+from bench.procs import (
+    LOOPBACK,
+    ROOT,
+    Proc,
+    Processes,
+    base_env,
+    free_port,
+    procfile,
+    smtp_greets,
+    wait_http,
+    wait_until,
+)
 from domain.ids import uuid7
 
 START_WITHIN_SECONDS = 30.0
+# A mailer still sending what a run left behind after this long is given up on (and said).
+CATCH_UP_WITHIN_SECONDS = 120.0
 CORES = os.cpu_count() or 1
 
 SIGNUP_4_C32 = "signup cost 4, c32"
@@ -56,6 +75,8 @@ COST12_CONNECTIONS = 8
 GROWTH_SIZES = (10_000, 1_000_000)
 GROWTH_READ_IDS = 2_000
 RATE_LIMIT_NEVER = 1_000_000_000
+# The events stream and the mailer may cost the signups at most this share.
+EVENTS_MAILER_FLOOR = 0.9
 
 
 @dataclass(frozen=True)
@@ -94,15 +115,22 @@ class Layout:
     webs: int
     workers: int
     baseline: bool = False
+    # One mailer process (the Procfile's line), sending to the bench's SMTP sink.
+    mailer: bool = True
+    # The code of another git revision (``--against``): its abbreviated commit id.
+    revision: str = ""
 
     @property
     def label(self) -> str:
         if self.baseline:
             return "baseline (1 process)"
-        return f"service {self.webs} web + {self.workers} worker"
+        label = f"service {self.webs} web + {self.workers} worker"
+        if self.revision:
+            return f"{label} @ {self.revision}"
+        return label if self.mailer else f"{label}, no mailer"
 
 
-BASELINE = Layout(1, 0, baseline=True)
+BASELINE = Layout(1, 0, baseline=True, mailer=False)
 
 
 @dataclass
@@ -117,6 +145,8 @@ class Target:
     # Added to the scenario name of this target's rows (growth: the table's size).
     suffix: str = ""
     size: int = 0
+    # The checkout whose Procfile lines run, in it (another revision's worktree).
+    root: Path = ROOT
 
     @property
     def label(self) -> str:
@@ -160,6 +190,8 @@ class Bench:
     admin_url: str
     redis_url: str
     wrk: str
+    # A git revision to measure the signups at cost 4 against (``--against``).
+    against: str = ""
     token: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     log_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bench-")))
     procs: Processes = field(init=False)
@@ -170,22 +202,67 @@ class Bench:
     hash_seconds: float = 0.0
     cost12_share: dict[str, float] = field(default_factory=dict)
     starts: int = 0
+    worktrees: list[Path] = field(default_factory=list)
+    smtp_port: int = 0
+    # What the events + mailer line compares the first layout with.
+    reference: Layout | None = None
+    # Per mailer target: seconds it kept sending after a run and its drain pause.
+    catch_up: dict[str, list[float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.procs = Processes(self.log_dir)
 
     # -- resources ----------------------------------------------------------------------
 
-    def target(self, layout: Layout, role: str) -> Target:
+    def target(self, layout: Layout, role: str, root: Path = ROOT) -> Target:
         name = f"bench_{self.token}_{role}"
         self.databases.append(name)
+        # The schema is always this checkout's (for another revision: a superset of its).
         url = data.create_database(self.admin_url, name)
         namespace = f"bench-{self.token}-{role}"
         self.namespaces.append(namespace)
-        return Target(layout, url, namespace)
+        return Target(layout, url, namespace, root=root)
+
+    def references(self) -> list[Target]:
+        """What the signups at cost 4 of the first layout are set against: the same layout
+        without its mailer, and with ``--against`` the same layout from that revision (the
+        last one is the events + mailer line's reference)."""
+        like = self.layouts[0]
+        refs = [self.target(replace(like, mailer=False), "nomailer")]
+        if self.against:
+            root = Path(tempfile.mkdtemp(prefix="bench-rev-"))
+            self.worktrees.append(root)
+            worktree.add(root, self.against)
+            short = worktree.short_name(self.against)
+            log(f"revision {self.against} ({short}) checked out in {root}")
+            layout = replace(like, mailer="mailer" in procfile(root), revision=short)
+            refs.append(self.target(layout, "against", root))
+        self.reference = refs[-1].layout
+        return refs
+
+    def smtp_sink(self) -> int:
+        """The port of the bench's SMTP server, started on first use; it runs until the
+        cleanup."""
+        if not self.smtp_port:
+            port = free_port()
+            command = f"python -m aiosmtpd -n -l {LOOPBACK}:{port} -c aiosmtpd.handlers.Sink"
+            proc = self.procs.start("smtp-sink", command, base_env())
+            wait_until(
+                lambda: smtp_greets(port),
+                f"SMTP sink greeting on port {port}",
+                [proc],
+                START_WITHIN_SECONDS,
+            )
+            self.smtp_port = port
+        return self.smtp_port
 
     def cleanup(self) -> None:
         self.procs.stop_all()
+        for path in self.worktrees:
+            try:
+                worktree.remove(path)
+            except Exception as exc:
+                log(f"could not remove the worktree {path}: {exc}")
         for name in self.databases:
             try:
                 data.drop_database(self.admin_url, name)
@@ -237,45 +314,79 @@ class Bench:
             started.append(self.procs.start(f"{n}-baseline", command, env))
             wait_http(target.port, "/health", started, START_WITHIN_SECONDS)
             return started
-        lines = procfile()
+        root, lines = target.root, procfile(target.root)
+        ns = target.namespace
         names = []
         for i in range(1, layout.workers + 1):
             name = f"bench-{n}.worker.{i}"
             names.append(name)
             # Workers serve /metrics on a $PORT of their own, as honcho would give them.
             worker_env = {**env, "HONCHO_PROCESS_NAME": name, "PORT": str(free_port())}
-            started.append(self.procs.start(f"{n}-worker.{i}", lines["worker"], worker_env))
+            started.append(
+                self.procs.start(f"{n}-worker.{i}", lines["worker"], worker_env, cwd=root)
+            )
+        mailer_port = 0
+        if layout.mailer:
+            mailer_port = free_port()
+            mailer_env = {
+                **env,
+                "HONCHO_PROCESS_NAME": f"bench-{n}.mailer.1",
+                "PORT": str(mailer_port),
+                "SMTP_URL": f"smtp://{LOOPBACK}:{self.smtp_sink()}",
+            }
+            started.append(self.procs.start(f"{n}-mailer.1", lines["mailer"], mailer_env, cwd=root))
         # More than one web process: uvicorn's own workers on the one port.
         web_env = {**env, "WEB_CONCURRENCY": str(layout.webs)}
-        started.append(self.procs.start(f"{n}-web", lines["web"], web_env))
+        started.append(self.procs.start(f"{n}-web", lines["web"], web_env, cwd=root))
         wait_http(target.port, "/ready", started, START_WITHIN_SECONDS)
-        self._wait_workers(target.namespace, names, started)
+        self._wait_joined(f"{ns}:commands", f"{ns}-workers", names, started)
+        if layout.mailer:
+            wait_http(mailer_port, "/health", started, START_WITHIN_SECONDS)
+            self._wait_joined(f"{ns}:events", f"{ns}-mailer", [f"bench-{n}.mailer.1"], started)
         if layout.webs > 1:
             time.sleep(2)  # /ready was answered by one of uvicorn's workers
         return started
 
-    def _wait_workers(self, namespace: str, names: list[str], procs: list[Proc]) -> None:
-        """Until every worker has joined the consumer group (its first XREADGROUP)."""
+    def _wait_joined(self, stream: str, group: str, names: list[str], procs: list[Proc]) -> None:
+        """Until every consumer named has joined the group (its first XREADGROUP)."""
         client = redis.Redis.from_url(self.redis_url, decode_responses=True)
-        deadline = time.monotonic() + START_WITHIN_SECONDS
+
+        def joined() -> bool:
+            with contextlib.suppress(ResponseError):
+                return set(names) <= {str(c["name"]) for c in client.xinfo_consumers(stream, group)}
+            return False
+
         try:
-            while time.monotonic() < deadline:
-                for proc in procs:
-                    if not proc.alive():
-                        raise RuntimeError(f"{proc.name} exited during start-up:\n{proc.tail()}")
-                with contextlib.suppress(ResponseError):
-                    joined = {
-                        str(c["name"])
-                        for c in client.xinfo_consumers(
-                            f"{namespace}:commands", f"{namespace}-workers"
-                        )
-                    }
-                    if set(names) <= joined:
-                        return
-                time.sleep(0.1)
+            wait_until(joined, f"{names} in group {group} of {stream}", procs, START_WITHIN_SECONDS)
         finally:
             client.close()
-        raise RuntimeError(f"workers {names} did not join the group in {START_WITHIN_SECONDS}s")
+
+    def _mailer_idle(self, target: Target) -> bool:
+        """Whether the target's mailer has been handed, and has acked, every event so far."""
+        stream, group = f"{target.namespace}:events", f"{target.namespace}-mailer"
+        client = redis.Redis.from_url(self.redis_url, decode_responses=True)
+        try:
+            last = str(client.xinfo_stream(stream)["last-generated-id"])
+            mine = [g for g in client.xinfo_groups(stream) if g["name"] == group]
+        except ResponseError:  # no events stream: nothing to send
+            return True
+        finally:
+            client.close()
+        return bool(mine) and mine[0]["last-delivered-id"] == last and mine[0]["pending"] == 0
+
+    def _mailer_catch_up(self, target: Target) -> None:
+        """Until the target's mailer has sent what the run left it, so it is not sent
+        during another target's run (its cost falls on its own target's runs)."""
+        started = time.monotonic()
+        while not self._mailer_idle(target):
+            if time.monotonic() - started > CATCH_UP_WITHIN_SECONDS:
+                log(f"  {target.label}: mailer still behind after {CATCH_UP_WITHIN_SECONDS}s")
+                break
+            time.sleep(0.1)
+        waited = time.monotonic() - started
+        self.catch_up.setdefault(target.label, []).append(waited)
+        if waited >= 1:
+            log(f"  {target.label}: mailer caught up {waited:.1f}s after the drain pause")
 
     # -- measuring ----------------------------------------------------------------------
 
@@ -291,6 +402,8 @@ class Bench:
             self.wrk, script, target.port, connections=connections, seconds=seconds, args=args
         )
         time.sleep(drain)
+        if target.layout.mailer:
+            self._mailer_catch_up(target)
         return result
 
     def warm_up(self, targets: list[Target], script: str, connections: int, drain: float) -> None:
@@ -343,13 +456,16 @@ class Bench:
 
     # -- phases -------------------------------------------------------------------------
 
-    def cost4(self, targets: list[Target]) -> None:
+    def cost4(self, targets: list[Target], references: list[Target]) -> None:
+        """``references`` take part in the signups only (in the same interleaved runs)."""
         log("BCRYPT_ROUNDS=4: signups, reads, mixed")
         seconds = self.plan.seconds
         with self.running(targets, rounds=4):
-            self.warm_up(targets, "signup", 32, drain=1.0)
-            self.compare(SIGNUP_4_C32, targets, "signup", 32, seconds)
-            self.compare(SIGNUP_4_C128, targets, "signup", 128, seconds)
+            with self.running(references, rounds=4):
+                signing_up = targets + references
+                self.warm_up(signing_up, "signup", 32, drain=1.0)
+                self.compare(SIGNUP_4_C32, signing_up, "signup", 32, seconds)
+                self.compare(SIGNUP_4_C128, signing_up, "signup", 128, seconds)
             for target in targets:
                 # Every user signed up through the service is in its Redis read model.
                 self.sample_ids(target, self.plan.read_ids)
@@ -440,15 +556,19 @@ class Bench:
     def run(self, phases: set[str]) -> list[tuple[Target, data.RedisUsage]]:
         targets = [self.target(BASELINE, "baseline")]
         targets += [self.target(layout, f"service{i}") for i, layout in enumerate(self.layouts)]
+        references: list[Target] = []
         if "cost4" in phases:
-            self.cost4(targets)
+            references = self.references()
+            self.cost4(targets, references)
+        elif self.against:
+            log(f"--against {self.against}: measured in the cost4 phase only, not run")
         if "cost12" in phases:
             self.cost12(targets)
         if "growth" in phases and self.plan.growth:
             self.cost_growth([BASELINE, self.layouts[0]])
         return [
             (t, data.redis_usage(self.redis_url, t.namespace))
-            for t in targets
+            for t in targets + references
             if not t.layout.baseline
         ]
 
@@ -528,10 +648,34 @@ def _verdict(ok: bool) -> str:
     return "MET" if ok else "MISSED"
 
 
+def events_mailer_line(bench: Bench) -> str | None:
+    """The first layout's signups at cost 4 (events stream + mailer) over the reference's:
+    the mean of the per-scenario req/s ratios."""
+    like, reference = bench.layouts[0], bench.reference
+    if reference is None:
+        return None
+    shares: list[tuple[str, float]] = []
+    for scenario in (SIGNUP_4_C32, SIGNUP_4_C128):
+        ours, theirs = _find(bench.rows, scenario, like), _find(bench.rows, scenario, reference)
+        if ours is not None and theirs is not None and theirs.rps > 0:
+            shares.append((scenario.removeprefix("signup cost 4, "), ours.rps / theirs.rps))
+    if not shares:
+        return None
+    share = statistics.mean(s for _, s in shares)
+    each = ", ".join(f"{name} {s * 100:.1f} %" for name, s in shares)
+    return (
+        f"events + mailer: signups at cost 4 are {share * 100:.1f} % of {reference.label}"
+        f" ({like.label}; req/s ratio, mean of {each}; >= {EVENTS_MAILER_FLOOR:.0%})"
+        f" -> {_verdict(share >= EVENTS_MAILER_FLOOR)}"
+    )
+
+
 def targets_report(
     bench: Bench, usages: list[tuple[Target, data.RedisUsage, int]]
 ) -> Iterator[str]:
     rows = bench.rows
+    if line := events_mailer_line(bench):
+        yield line
     for layout in bench.layouts:
         if ratios := _ratios(rows, READ, layout):
             ratio, p99 = ratios
@@ -619,13 +763,25 @@ def report(bench: Bench, usages: list[tuple[Target, data.RedisUsage]]) -> str:
             for kind, size in sorted(usage.by_kind.items())
             if usage.users
         )
+        label = target.layout.label
         lines += [
-            f"Redis memory per user: {usage.per_user:.0f} bytes ({target.layout.label}:"
-            f" MEMORY USAGE summed over {usage.keys} keys / {usage.users} users;"
-            f" by kind of key: {kinds or '-'})",
-            f"commands stream length: {usage.stream_length} ({target.layout.label}: XLEN;"
+            f"Redis memory per user: {usage.per_user:.0f} bytes ({label}:"
+            f" MEMORY USAGE summed over {usage.keys} keys / {usage.users} users, the events"
+            f" stream apart; by kind of key: {kinds or '-'})",
+            f"commands stream length: {usage.stream_length} ({label}: XLEN;"
             f" {added} entries ever added, {usage.stream_pending} pending)",
         ]
+        if usage.events_length:
+            lines.append(
+                f"events stream: {usage.per_event:.0f} bytes per retained event ({label}:"
+                f" MEMORY USAGE {usage.events_bytes} B / XLEN {usage.events_length})"
+            )
+        if waits := bench.catch_up.get(label):
+            lines.append(
+                f"mailer catch-up: {statistics.median(waits):.1f} s median, {max(waits):.1f} s"
+                f" max ({label}: sending what a run left, after its {len(waits)} runs'"
+                " drain pauses)"
+            )
     lines += ["", "targets:", *(f"  {line}" for line in targets_report(bench, with_added))]
     return "\n".join(lines)
 

@@ -137,6 +137,10 @@ def bulk_load(targets: list[tuple[str, Callable[[], uuid.UUID]]], rows: int) -> 
     return asyncio.run(all_of())
 
 
+# Not per user: the events stream is counted on its own, per retained event.
+EVENTS_KIND = "events"
+
+
 @dataclass
 class RedisUsage:
     users: int = 0
@@ -145,10 +149,17 @@ class RedisUsage:
     by_kind: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     stream_length: int = 0
     stream_pending: int = 0
+    events_bytes: int = 0
+    events_length: int = 0
 
     @property
     def per_user(self) -> float:
+        """Every key of the namespace but the events stream, over the read-model keys."""
         return self.total_bytes / self.users if self.users else 0.0
+
+    @property
+    def per_event(self) -> float:
+        return self.events_bytes / self.events_length if self.events_length else 0.0
 
 
 def _kind(namespace: str, key: str) -> str:
@@ -157,8 +168,9 @@ def _kind(namespace: str, key: str) -> str:
 
 
 def redis_usage(redis_url: str, namespace: str) -> RedisUsage:
-    """``MEMORY USAGE`` summed over the namespace's keys (``SCAN``), by kind of key; users
-    are the read-model keys; the commands stream's length and pending count."""
+    """``MEMORY USAGE`` summed over the namespace's keys (``SCAN``), by kind of key, the
+    events stream apart; users are the read-model keys; the commands stream's length and
+    pending count, and the events stream's length."""
     usage = RedisUsage()
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
@@ -170,6 +182,9 @@ def redis_usage(redis_url: str, namespace: str) -> RedisUsage:
                 pipe.memory_usage(key, samples=0)
             for key, size in zip(batch, pipe.execute(), strict=True):
                 kind = _kind(namespace, key)
+                if kind == EVENTS_KIND:
+                    usage.events_bytes += int(size or 0)
+                    continue
                 usage.by_kind[kind] += int(size or 0)
                 usage.total_bytes += int(size or 0)
                 usage.keys += 1
@@ -188,6 +203,7 @@ def redis_usage(redis_url: str, namespace: str) -> RedisUsage:
         if usage.stream_length:
             for group in client.xinfo_groups(stream):
                 usage.stream_pending += int(group["pending"])
+        usage.events_length = int(client.xlen(f"{namespace}:{EVENTS_KIND}"))
     finally:
         client.close()
     return usage

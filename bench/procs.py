@@ -10,10 +10,12 @@ import contextlib
 import http.client
 import os
 import signal
+import smtplib
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,9 +24,9 @@ LOOPBACK = "127.0.0.1"
 STOP_WITHIN_SECONDS = 10.0
 
 
-def procfile() -> dict[str, str]:
-    """The Procfile's lines as ``{name: command}``."""
-    lines = (ROOT / "Procfile").read_text().splitlines()
+def procfile(root: Path = ROOT) -> dict[str, str]:
+    """The Procfile's lines as ``{name: command}`` (of the checkout at ``root``)."""
+    lines = (root / "Procfile").read_text().splitlines()
     entries = (line.split(":", 1) for line in lines if line.strip() and not line.startswith("#"))
     return {name.strip(): command.strip() for name, command in entries}
 
@@ -73,12 +75,14 @@ class Processes:
     log_dir: Path
     running: list[Proc] = field(default_factory=list)
 
-    def start(self, name: str, command: str, env: dict[str, str]) -> Proc:
+    def start(self, name: str, command: str, env: dict[str, str], cwd: Path = ROOT) -> Proc:
+        """``command`` run by bash in ``cwd`` (a checkout: ``python -m`` and uvicorn import
+        the code from there)."""
         log_path = self.log_dir / f"{name}.log"
         with log_path.open("ab") as log:
             popen = subprocess.Popen(
                 ["bash", "-c", f"exec {command}"],
-                cwd=ROOT,
+                cwd=cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -127,8 +131,19 @@ def http_status(port: int, path: str, timeout: float = 1.0) -> int | None:
         conn.close()
 
 
-def wait_http(port: int, path: str, procs: list[Proc], within: float) -> None:
-    """Until ``GET path`` answers 200; fails when a process exits or time runs out."""
+def smtp_greets(port: int, timeout: float = 1.0) -> bool:
+    """Whether an SMTP server on ``port`` sends its 220 greeting."""
+    try:
+        # Connecting reads the greeting; leaving the block says QUIT.
+        with smtplib.SMTP(LOOPBACK, port, timeout=timeout):
+            pass
+    except (OSError, smtplib.SMTPException):
+        return False
+    return True
+
+
+def wait_until(ready: Callable[[], bool], what: str, procs: list[Proc], within: float) -> None:
+    """Until ``ready()``; fails when one of ``procs`` exits or time runs out."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         for proc in procs:
@@ -137,8 +152,15 @@ def wait_http(port: int, path: str, procs: list[Proc], within: float) -> None:
                     f"{proc.name} exited with {proc.popen.returncode} during start-up:\n"
                     f"{proc.tail()}"
                 )
-        if http_status(port, path) == 200:
+        if ready():
             return
         time.sleep(0.1)
     tails = "\n".join(f"--- {p.name}\n{p.tail()}" for p in procs)
-    raise RuntimeError(f"GET {path} on port {port} not 200 after {within}s\n{tails}")
+    raise RuntimeError(f"{what}: still not after {within}s\n{tails}")
+
+
+def wait_http(port: int, path: str, procs: list[Proc], within: float) -> None:
+    """Until ``GET path`` answers 200; fails when a process exits or time runs out."""
+    wait_until(
+        lambda: http_status(port, path) == 200, f"GET {path} on port {port} = 200", procs, within
+    )

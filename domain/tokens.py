@@ -2,10 +2,10 @@
 
 A token is ``base64url(payload) "." base64url(mac)``; the payload holds a format byte, a
 purpose byte, the user id, the expiry (Unix seconds), a digest of the address it was
-issued for and a random nonce, and the MAC is HMAC-SHA256 under a key derived from ``SECRET_KEY`` for this
-purpose alone. Why signed rather than random tokens stored as a hash: nothing to store per
-token (Redis memory per user stays flat, no table to sweep), any web process checks one
-with no lookup, and a forged or expired token is refused before it reaches the stream.
+issued for and a random nonce, and the MAC is HMAC-SHA256 under a key derived from
+``SECRET_KEY`` for this purpose alone. Why signed rather than random tokens stored as a
+hash: nothing to store per token (Redis memory per user stays flat, no table to sweep),
+any web process checks one with no lookup, and a forged or expired token is refused before it reaches the stream.
 What a stored token would add, revoking one, follows here from its binding: a token dies
 when its address is verified (a second use changes nothing) or changes (the digest no
 longer matches), and at its expiry.
@@ -82,6 +82,10 @@ def read(secret: str, token: str, *, now: float) -> Claims:
         payload, mac = _unb64(encoded), _unb64(mac_text)
     except (binascii.Error, ValueError):
         raise InvalidToken("malformed") from None
+    # One spelling per token: the decoder skips stray characters and unused bits, which
+    # would give one token many spellings (and log fingerprints).
+    if _b64(payload) != encoded or _b64(mac) != mac_text:
+        raise InvalidToken("malformed")
     expected = hmac.new(_key(secret), payload, hashlib.sha256).digest()
     if not hmac.compare_digest(mac, expected):
         raise InvalidToken("bad signature")

@@ -37,14 +37,17 @@ RETURNING {_COLUMNS}
 # The digest a verification token carries (domain.tokens.email_digest), computed here.
 _DIGEST = "substring(sha256(convert_to(u.email, 'UTF8')) FROM 1 FOR 16)"
 
-# One command per user wins (the first in stream order); the condition is in the UPDATE
-# itself, so of two workers verifying one user at once, the second finds it verified.
+# Of the commands whose token still matches an unverified account, one per user wins (the
+# first in stream order): a stale token ahead in the batch must not shadow a valid one.
+# The condition is repeated in the UPDATE itself, so of two workers verifying one user at
+# once, the second finds it verified (READ COMMITTED re-checks the updated row).
 _VERIFY_BATCH = f"""
 WITH input AS (
-    SELECT DISTINCT ON (user_id) command_id, user_id, digest
+    SELECT DISTINCT ON (t.user_id) t.command_id, t.user_id, t.digest
     FROM unnest($1::uuid[], $2::uuid[], $3::bytea[])
         WITH ORDINALITY AS t(command_id, user_id, digest, ord)
-    ORDER BY user_id, ord
+    JOIN users u ON u.id = t.user_id AND u.email_verified_at IS NULL AND {_DIGEST} = t.digest
+    ORDER BY t.user_id, t.ord
 ), changed AS (
     UPDATE users u
     SET email_verified_at = now(), version = u.version + 1, updated_at = now()

@@ -133,7 +133,8 @@ def running_stack(
 
 @pytest.fixture(scope="session")
 def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(database_url, tmp_path_factory.mktemp("e2e-logs")) as s:
+    # With a mailer and no SMTP_URL, as `make run` has it: messages go to its log.
+    with running_stack(database_url, tmp_path_factory.mktemp("e2e-logs"), mailers=1) as s:
         yield s
 
 

@@ -159,7 +159,7 @@ def exported_names(text: str) -> set[str]:
 
 def test_every_dashboard_query_names_exported_metrics(stack: Stack, http: httpx.Client) -> None:
     exported = exported_names(http.get("/metrics").text)
-    for name in ("worker.1", "worker.2"):
+    for name in ("worker.1", "worker.2", "mailer.1"):
         exported |= exported_names(
             httpx.get(f"http://127.0.0.1:{stack.ports[name]}/metrics", timeout=5).text
         )

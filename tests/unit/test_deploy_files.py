@@ -2,8 +2,8 @@
 
 No Docker engine, Kubernetes cluster or Grafana here: every check parses the files
 (docker-compose.yml, deploy/**) and compares them with the repository (paths that must
-exist, storage/keys.py, the Procfile, pyproject.toml) and with the metric catalogue the
-service exports.
+exist, storage/keys.py, the Procfile, pyproject.toml, settings.py) and with the metric
+catalogue the service exports (checked against observability/metrics.py's classes).
 """
 
 from __future__ import annotations
@@ -12,14 +12,18 @@ import json
 import re
 import shlex
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 import yaml
+from aioprometheus.collectors import Counter, Gauge, Histogram, Registry
+from pydantic import ValidationError
 
+from observability.metrics import MailerMetrics, WebMetrics, WorkerMetrics
+from settings import DEV_SECRET_KEY, Settings
 from storage.keys import Keys
 from tests.dashboard_queries import (
     DASHBOARD_PATH,
@@ -28,6 +32,7 @@ from tests.dashboard_queries import (
     load_dashboard,
     promql_metric_names,
 )
+from workers.mailer.transport import parse_smtp_url
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -51,6 +56,8 @@ WEB_METRICS = {
     "reply_wait_seconds": "histogram",
     "reply_timeouts_total": "counter",
     "commands_enqueued_total": "counter",
+    "email_verifications_total": "counter",
+    "verification_resends_total": "counter",
 }
 WORKER_METRICS = {
     "commands_processed_total": "counter",
@@ -65,12 +72,31 @@ WORKER_METRICS = {
     "stream_group_lag": "gauge",
     "stream_group_pending": "gauge",
     "dependency_errors_total": "counter",
+    "events_appended_total": "counter",
+}
+MAILER_METRICS = {
+    "emails_sent_total": "counter",
+    "email_send_seconds": "histogram",
+    "mailer_events_total": "counter",
+    "dead_letters_total": "counter",
+    "stream_length": "gauge",
+    "stream_group_lag": "gauge",
+    "stream_group_pending": "gauge",
+    "dependency_errors_total": "counter",
 }
 PROCESS_METRICS = {
     "process_cpu_seconds_total": "counter",
     "process_resident_memory_bytes": "gauge",
+    "process_virtual_memory_bytes": "gauge",
     "process_open_fds": "gauge",
+    "process_threads": "gauge",
     "process_start_time_seconds": "gauge",
+}
+# What each process type exports, by its Prometheus job name (deploy/prometheus).
+JOB_METRICS = {
+    "web": WEB_METRICS | PROCESS_METRICS,
+    "worker": WORKER_METRICS | PROCESS_METRICS,
+    "mailer": MAILER_METRICS | PROCESS_METRICS,
 }
 
 
@@ -85,7 +111,7 @@ def _series_names(metrics: dict[str, str]) -> frozenset[str]:
 
 
 # Every series name the service exports (histograms expanded): the dashboard reads no other.
-METRIC_CATALOGUE = _series_names(WEB_METRICS | WORKER_METRICS | PROCESS_METRICS)
+METRIC_CATALOGUE = _series_names(WEB_METRICS | WORKER_METRICS | MAILER_METRICS | PROCESS_METRICS)
 
 # What the dashboard must show at least (the panels the deployment was asked for).
 REQUIRED_DASHBOARD_METRICS = frozenset(
@@ -103,15 +129,30 @@ REQUIRED_DASHBOARD_METRICS = frozenset(
         "commands_processed_total",
         "process_cpu_seconds_total",
         "process_resident_memory_bytes",
+        "events_appended_total",
+        "stream_length",
+        "emails_sent_total",
+        "email_send_seconds_bucket",
+        "email_verifications_total",
+        "verification_resends_total",
     }
 )
+# Stream gauges: workers report the commands and events streams (every group on events,
+# downstream teams' included), mailers the events stream.
+STREAM_GAUGES = frozenset({"stream_length", "stream_group_lag", "stream_group_pending"})
 
 APP_ENV = {
     "DATABASE_URL": "postgresql://signup:signup@postgres:5432/signup",
     "REDIS_URL": "redis://redis:6379/0",
     "OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4318",
     "LOG_JSON": "true",
+    "SMTP_URL": "smtp://mailpit:1025",
+    "PUBLIC_BASE_URL": "http://localhost:8000",
 }
+# The services that run the app image, and the Procfile process type each one runs.
+APP_SERVICES = {"migrate": "release", "web": "web", "worker": "worker", "mailer": "mailer"}
+# Stream consumers: each serves /metrics on $PORT and scales by replicas.
+CONSUMER_SERVICES = ("worker", "mailer")
 WEB_CMD = [
     "uvicorn",
     "--factory",
@@ -237,6 +278,29 @@ def container_env(container: dict[str, Any]) -> dict[str, str]:
     return env
 
 
+def container_field_refs(container: dict[str, Any]) -> dict[str, str]:
+    """Env variables taken from the pod's own fields (``valueFrom.fieldRef``)."""
+    refs: dict[str, str] = {}
+    for item in container.get("env", []):
+        entry = as_dict(item, "env")
+        field_ref = as_dict(entry.get("valueFrom", {}), "valueFrom").get("fieldRef")
+        if field_ref is not None:
+            refs[str(entry["name"])] = str(as_dict(field_ref, "fieldRef")["fieldPath"])
+    return refs
+
+
+def k8s_config_values() -> tuple[dict[str, str], dict[str, str]]:
+    """The ConfigMap's data and the Secret's values, as every workload receives them."""
+    config: dict[str, str] = {}
+    for config_map in k8s_objects("ConfigMap"):
+        config |= {str(k): str(v) for k, v in config_map.get("data", {}).items()}
+    secret: dict[str, str] = {}
+    for item in k8s_objects("Secret"):
+        assert "data" not in item, "placeholders go in stringData, readable in review"
+        secret |= {str(k): str(v) for k, v in item.get("stringData", {}).items()}
+    return config, secret
+
+
 def procfile() -> dict[str, list[str]]:
     lines = (REPO / "Procfile").read_text(encoding="utf-8").splitlines()
     entries = (line.partition(":") for line in lines if line.strip() and not line.startswith("#"))
@@ -346,6 +410,23 @@ def test_dashboard_json_parses_with_a_fixed_uid() -> None:
         assert {"h", "w", "x", "y"} <= set(as_dict(panel.get("gridPos"), "gridPos"))
 
 
+def test_dashboard_panels_tile_the_grid_without_overlapping() -> None:
+    panels = as_list(load_dashboard().get("panels"), "panels")
+    cells: dict[tuple[int, int], str] = {}
+    for panel in panels:
+        grid = as_dict(panel["gridPos"], "gridPos")
+        x, y, w, h = (int(grid[k]) for k in ("x", "y", "w", "h"))
+        assert x >= 0, panel["title"]
+        assert x + w <= 24, f"{panel['title']}: outside the 24 columns"
+        if panel["type"] == "row":
+            assert (x, w, h) == (0, 24, 1), f"{panel['title']}: a row spans the width"
+        for cell in ((cx, cy) for cx in range(x, x + w) for cy in range(y, y + h)):
+            assert cell not in cells, f"{panel['title']} overlaps {cells[cell]}"
+            cells[cell] = panel["title"]
+    tops = [int(as_dict(p["gridPos"], "gridPos")["y"]) for p in panels]
+    assert tops == sorted(tops), "panels are listed top to bottom"
+
+
 # --- docker compose ---------------------------------------------------------------------
 
 
@@ -356,6 +437,8 @@ def test_compose_has_every_service() -> None:
         "migrate",
         "web",
         "worker",
+        "mailer",
+        "mailpit",
         "jaeger",
         "prometheus",
         "grafana",
@@ -364,9 +447,9 @@ def test_compose_has_every_service() -> None:
 
 def test_compose_build_points_at_the_dockerfile() -> None:
     built = {name: svc for name, svc in compose_services().items() if "build" in svc}
-    assert set(built) == {"migrate", "web", "worker"}
+    assert set(built) == set(APP_SERVICES)
     images = {svc.get("image") for svc in built.values()}
-    assert len(images) == 1, "web, worker and migrate run one image"
+    assert len(images) == 1, "web, worker, mailer and migrate run one image"
     for name, service in built.items():
         build = as_dict(service["build"], f"{name}.build")
         assert build["context"] == "."
@@ -379,10 +462,41 @@ def test_compose_shares_app_config_through_an_extension_field() -> None:
     assert "x-app" in data
     text = COMPOSE_PATH.read_text(encoding="utf-8")
     assert re.search(r"^x-app:\s*&app\b", text, re.MULTILINE)
-    for name in ("migrate", "web", "worker"):
+    for name in APP_SERVICES:
         env = service_environment(compose_services()[name])
         for key, value in APP_ENV.items():
             assert env.get(key) == value, f"{name}: {key}"
+
+
+def test_compose_secret_key_is_shared_and_marked_compose_only() -> None:
+    keys = {
+        service_environment(compose_services()[name]).get("SECRET_KEY") for name in APP_SERVICES
+    }
+    (key,) = keys  # one key: the mailer signs the links the web verifies
+    assert key is not None
+    assert "compose" in key
+    assert key != DEV_SECRET_KEY
+    for name in APP_SERVICES:
+        assert service_environment(compose_services()[name]).get("ENVIRONMENT") != "production"
+    # Published in the repository: copied into a production setting, it is refused.
+    with pytest.raises(ValidationError, match="SECRET_KEY"):
+        Settings.model_validate({"environment": "production", "secret_key": key})
+
+
+def test_compose_mail_goes_to_mailpit_and_links_to_the_published_web() -> None:
+    services = compose_services()
+    mailpit = services["mailpit"]
+    assert str(mailpit["image"]).startswith("axllent/mailpit:")
+    env = service_environment(services["mailer"])
+    server = parse_smtp_url(env["SMTP_URL"])
+    assert server.hostname == "mailpit"
+    assert str(server.port) in {str(p) for p in mailpit.get("expose", [])}
+    assert (server.username, server.password) == (None, None), "Mailpit takes mail without login"
+    assert not server.use_tls, "Mailpit has no certificate here"
+    assert not server.start_tls, "Mailpit has no certificate here"
+    (web_port,) = (str(p).split(":")[0] for p in services["web"]["ports"])
+    assert env["PUBLIC_BASE_URL"] == f"http://localhost:{web_port}"
+    Settings.model_validate({"public_base_url": env["PUBLIC_BASE_URL"]})
 
 
 def test_compose_bind_mounts_exist() -> None:
@@ -403,7 +517,7 @@ def test_compose_named_volumes_are_declared() -> None:
 
 def test_compose_start_order_and_healthchecks() -> None:
     services = compose_services()
-    for name in ("postgres", "redis", "web", "worker"):
+    for name in ("postgres", "redis", "web", *CONSUMER_SERVICES):
         assert "test" in as_dict(services[name].get("healthcheck"), f"{name}.healthcheck")
 
     def conditions(name: str) -> dict[str, str]:
@@ -411,7 +525,8 @@ def test_compose_start_order_and_healthchecks() -> None:
         return {dep: as_dict(spec, dep)["condition"] for dep, spec in deps.items()}
 
     assert conditions("migrate") == {"postgres": "service_healthy"}
-    for name in ("web", "worker"):
+    assert conditions("mailer") == conditions("worker")
+    for name in ("web", *CONSUMER_SERVICES):
         deps = conditions(name)
         assert deps["migrate"] == "service_completed_successfully", name
         assert deps["redis"] == "service_healthy", name
@@ -421,18 +536,35 @@ def test_compose_start_order_and_healthchecks() -> None:
 def test_compose_processes_match_the_procfile() -> None:
     services = compose_services()
     proc = procfile()
-    assert command_argv(services["migrate"]["command"]) == proc["release"]
-    assert command_argv(services["worker"]["command"]) == proc["worker"]
+    assert set(APP_SERVICES.values()) == set(proc), "every Procfile process runs in compose"
+    for name, process in APP_SERVICES.items():
+        if process == "web":
+            continue  # the image's CMD, checked against WEB_CMD
+        assert command_argv(services[name]["command"]) == proc[process], name
+    assert "command" not in services["web"]
     assert proc["web"][:3] == WEB_CMD[:3], "web runs the same app factory"
 
 
-def test_compose_worker_replicas_serve_metrics_on_their_port() -> None:
+def test_compose_runs_two_workers() -> None:
     worker = compose_services()["worker"]
     assert as_dict(worker.get("deploy"), "worker.deploy")["replicas"] == 2
-    env = service_environment(worker)
+
+
+@pytest.mark.parametrize("name", CONSUMER_SERVICES)
+def test_compose_consumer_replicas_serve_metrics_on_their_port(name: str) -> None:
+    service = compose_services()[name]
+    env = service_environment(service)
     assert env["PORT"] == "9100"
-    assert "ports" not in worker, "a published port would stop `--scale worker=N`"
-    assert "container_name" not in worker
+    assert env["HOST"] == "0.0.0.0"  # noqa: S104 - Prometheus scrapes it from outside
+    assert env["PORT"] in {str(p) for p in service.get("expose", [])}
+    assert "ports" not in service, f"a published port would stop `--scale {name}=N`"
+    assert "container_name" not in service
+    probe = command_argv(as_dict(service["healthcheck"], "healthcheck")["test"])
+    assert probe[:3] == ["CMD", "python", "-c"]
+    assert "os.environ['PORT'] + '/metrics'" in probe[3]
+    # SIGKILL comes after stop_grace_period: the shutdown grace must end before it.
+    assert service["stop_grace_period"] == "30s"
+    assert float(env["WORKER_SHUTDOWN_GRACE_SECONDS"]) < 30
 
 
 def test_compose_redis_persists_and_never_evicts() -> None:
@@ -452,6 +584,7 @@ def test_compose_published_ports() -> None:
     services = compose_services()
     published = {name: {str(p) for p in svc.get("ports", [])} for name, svc in services.items()}
     assert published["web"] == {"8000:8000"}
+    assert published["mailpit"] == {"8025:8025"}, "the web UI only: SMTP stays inside"
     assert published["prometheus"] == {"9090:9090"}
     assert published["grafana"] == {"3000:3000"}
     assert {"16686:16686", "4317:4317", "4318:4318"} <= published["jaeger"]
@@ -472,23 +605,29 @@ def test_prometheus_scrapes_every_5s() -> None:
     assert as_dict(config.get("global"), "global")["scrape_interval"] == "5s"
 
 
-def test_prometheus_targets_web_and_every_worker() -> None:
-    jobs = scrape_configs()
-    web = jobs["web"]
+def test_prometheus_has_a_job_for_every_process_type_with_metrics() -> None:
+    processes = set(procfile()) - {"release"}  # the one-shot serves no metrics
+    assert set(scrape_configs()) == processes == set(JOB_METRICS)
+
+
+def test_prometheus_targets_the_web() -> None:
+    web = scrape_configs()["web"]
     targets = [
         t for sc in web["static_configs"] for t in as_list(as_dict(sc, "sc")["targets"], "t")
     ]
     assert targets == ["web:8000"]
     assert web.get("metrics_path", "/metrics") == "/metrics"
 
-    worker = jobs["worker"]
-    assert worker.get("metrics_path", "/metrics") == "/metrics"
-    (dns,) = as_list(worker.get("dns_sd_configs"), "dns_sd_configs")
+
+@pytest.mark.parametrize("name", CONSUMER_SERVICES)
+def test_prometheus_targets_every_consumer_replica(name: str) -> None:
+    job = scrape_configs()[name]
+    assert job.get("metrics_path", "/metrics") == "/metrics"
+    (dns,) = as_list(job.get("dns_sd_configs"), "dns_sd_configs")
     dns = as_dict(dns, "dns_sd_config")
-    assert dns["type"] == "A"
-    assert dns["names"] == ["worker"]
-    worker_port = service_environment(compose_services()["worker"])["PORT"]
-    assert str(dns["port"]) == worker_port
+    assert dns["type"] == "A", "one A record per replica"
+    assert dns["names"] == [name]
+    assert str(dns["port"]) == service_environment(compose_services()[name])["PORT"]
 
 
 def test_prometheus_config_is_mounted_where_the_image_reads_it() -> None:
@@ -602,6 +741,117 @@ def test_dashboard_expressions_read_only_catalogued_metrics() -> None:
     assert not missing, f"no panel shows {sorted(missing)}"
 
 
+def declared_metrics(registry: Registry) -> dict[str, str]:
+    kinds = {Counter: "counter", Gauge: "gauge", Histogram: "histogram"}
+    return {name: kinds[type(c)] for name, c in registry.collectors.items()}
+
+
+@pytest.mark.parametrize(
+    ("job", "registry"),
+    [
+        ("web", lambda: WebMetrics().registry),
+        ("worker", lambda: WorkerMetrics().registry),
+        ("mailer", lambda: MailerMetrics().registry),
+    ],
+)
+def test_metric_catalogue_is_what_each_process_declares(
+    job: str, registry: Callable[[], Registry]
+) -> None:
+    assert declared_metrics(registry()) == JOB_METRICS[job]
+
+
+_JOB_MATCHER = re.compile(r'\bjob\s*=\s*"([^"]*)"')
+
+
+def test_job_scoped_expressions_read_that_jobs_metrics() -> None:
+    scoped = 0
+    for expr in dashboard_expressions():
+        for job in _JOB_MATCHER.findall(expr):
+            assert job in scrape_configs(), f"{expr!r}: no Prometheus job {job}"
+            unknown = promql_metric_names(expr) - _series_names(JOB_METRICS[job])
+            assert not unknown, f"{expr!r}: job {job} does not export {sorted(unknown)}"
+            scoped += 1
+    assert scoped >= 3
+
+
+def test_stream_gauges_are_split_or_filtered_by_stream() -> None:
+    # One figure over every stream would add the commands backlog to the events groups'
+    # (downstream teams' included): each reading names its stream or splits by it.
+    for expr in dashboard_expressions():
+        if promql_metric_names(expr) & STREAM_GAUGES:
+            filtered = re.search(r"\bstream\s*(=~|!~|!=|=)", expr)
+            split = re.search(r"\bby\s*\([^)]*\bstream\b", expr)
+            assert filtered or split, expr
+
+
+_STREAM_MATCHER = re.compile(r'\bstream\s*(=~|=)\s*"([^"]*)"')
+
+
+def test_stream_matchers_name_the_service_streams() -> None:
+    keys = Keys()
+    streams = {keys.commands, keys.deadletters, keys.events, keys.mailer_deadletters}
+    matchers = [m for expr in dashboard_expressions() for m in _STREAM_MATCHER.findall(expr)]
+    assert matchers
+    for operator, value in matchers:
+        # Prometheus anchors a regex at both ends, as fullmatch does.
+        matched = {
+            s for s in streams if (re.fullmatch(value, s) if operator == "=~" else s == value)
+        }
+        assert len(matched) == 1, f"stream{operator}{value!r} matches {sorted(matched)}"
+
+
+def row_panels(title: str) -> list[dict[str, Any]]:
+    """The panels below the (open) row of this title, up to the next row."""
+    panels = as_list(load_dashboard().get("panels"), "panels")
+    (start,) = [i for i, p in enumerate(panels) if p["type"] == "row" and p["title"] == title]
+    assert not panels[start].get("collapsed"), title
+    following = panels[start + 1 :]
+    end = next((i for i, p in enumerate(following) if p["type"] == "row"), len(following))
+    return [as_dict(p, "panel") for p in following[:end]]
+
+
+def panel_expressions(panel: dict[str, Any]) -> list[str]:
+    return [str(as_dict(t, "target")["expr"]) for t in as_list(panel.get("targets"), "targets")]
+
+
+def test_events_and_mail_row() -> None:
+    panels = row_panels("Events and mail")
+    assert len(panels) >= 8
+    exprs = [expr for panel in panels for expr in panel_expressions(panel)]
+    used = set().union(*(promql_metric_names(expr) for expr in exprs))
+    assert {
+        "events_appended_total",
+        "stream_length",
+        "stream_group_lag",
+        "stream_group_pending",
+        "emails_sent_total",
+        "email_send_seconds_bucket",
+        "dead_letters_total",
+        "email_verifications_total",
+        "verification_resends_total",
+    } <= used
+    for expr in exprs:
+        names = promql_metric_names(expr)
+        if names & {"stream_group_lag", "stream_group_pending"}:
+            # Every group on the events stream, one series each.
+            assert 'stream=~".*:events"' in expr, expr
+            assert "by (group)" in expr, expr
+        if "dead_letters_total" in names:
+            assert 'job="mailer"' in expr, "the workers' dead letters are another panel"
+    quantiles = {
+        re.sub(r"^histogram_quantile\(([\d.]+),.*", r"\1", expr)
+        for expr in exprs
+        if "email_send_seconds_bucket" in promql_metric_names(expr)
+    }
+    assert quantiles == {"0.5", "0.95", "0.99"}
+
+
+def test_overview_lag_is_the_command_backlog() -> None:
+    (lag,) = [p for p in row_panels("Overview") if p["title"] == "Stream lag"]
+    (expr,) = panel_expressions(lag)
+    assert 'stream=~".*:commands"' in expr, "the events groups' lag is not the workers' backlog"
+
+
 def test_dashboard_expressions_use_no_grafana_variables() -> None:
     # Plain PromQL only, so the same expressions can be sent to a bare Prometheus.
     for expr in dashboard_expressions():
@@ -624,6 +874,7 @@ def test_k8s_files() -> None:
     assert names == {
         "web.yaml",
         "worker.yaml",
+        "mailer.yaml",
         "migrate-job.yaml",
         "config.yaml",
         "keda-scaledobject.yaml",
@@ -640,7 +891,7 @@ def workload_deployments() -> Iterator[tuple[str, dict[str, Any]]]:
 
 def test_every_deployment_has_probes_resources_and_a_grace_period() -> None:
     deployments = dict(workload_deployments())
-    assert set(deployments) == {"signup-web", "signup-worker"}
+    assert set(deployments) == {"signup-web", "signup-worker", "signup-mailer"}
     for name, deployment in deployments.items():
         spec = as_dict(deployment["spec"], "spec")
         labels = as_dict(as_dict(spec["template"], "template")["metadata"], "meta")["labels"]
@@ -678,18 +929,27 @@ def test_web_service_selects_the_web_pods() -> None:
     assert as_dict(port, "port")["targetPort"] == "http"
 
 
-def test_worker_deployment_liveness_on_metrics() -> None:
-    deployment = k8s_object("Deployment", "signup-worker")
+@pytest.mark.parametrize("process", CONSUMER_SERVICES)
+def test_consumer_deployment_liveness_on_metrics(process: str) -> None:
+    deployment = k8s_object("Deployment", f"signup-{process}")
     (container,) = containers(deployment)
-    assert container["command"] == procfile()["worker"]
+    assert container["name"] == process
+    assert container["command"] == procfile()[process]
     ports = {p["name"]: p["containerPort"] for p in as_list(container["ports"], "ports")}
     assert ports == {"metrics": 9100}
     assert probe_path_and_port(container, "livenessProbe") == ("/metrics", "metrics")
     env = container_env(container)
     assert env["PORT"] == "9100"
+    assert env["HOST"] == "0.0.0.0"  # noqa: S104 - the pod's address, for Prometheus
     assert env["WORKER_SHUTDOWN_GRACE_SECONDS"] == "25"
     grace = pod_spec(deployment)["terminationGracePeriodSeconds"]
     assert float(env["WORKER_SHUTDOWN_GRACE_SECONDS"]) < grace
+    # The consumer name in the group: a pod's own, so no two pods share a pending list.
+    assert container_field_refs(container) == {"WORKER_NAME": "metadata.name"}
+    template = as_dict(as_dict(deployment["spec"], "spec")["template"], "template")
+    annotations = as_dict(as_dict(template["metadata"], "metadata")["annotations"], "annotations")
+    assert annotations["prometheus.io/port"] == env["PORT"]
+    assert annotations["prometheus.io/path"] == "/metrics"
 
 
 def test_migration_job_runs_the_release_command() -> None:
@@ -722,39 +982,96 @@ def test_workloads_take_settings_from_the_config_and_secret() -> None:
                 assert used_secrets <= secrets, kind
 
 
-def test_keda_scales_the_worker_on_the_service_stream_and_group() -> None:
-    (scaled,) = k8s_objects("ScaledObject")
+def test_every_scaled_object_targets_a_consumer_deployment() -> None:
+    names = {as_dict(s["metadata"], "metadata")["name"] for s in k8s_objects("ScaledObject")}
+    assert names == {f"signup-{process}" for process in CONSUMER_SERVICES}
+
+
+@pytest.mark.parametrize(
+    ("process", "stream", "group", "lag_count", "max_replicas"),
+    [
+        ("worker", Keys().commands, Keys().group, "100", 10),
+        ("mailer", Keys().events, Keys().mailer_group, "50", 5),
+    ],
+)
+def test_keda_scales_on_the_lag_of_the_consumer_group(
+    process: str, stream: str, group: str, lag_count: str, max_replicas: int
+) -> None:
+    scaled = k8s_object("ScaledObject", f"signup-{process}")
     assert scaled["apiVersion"] == "keda.sh/v1alpha1"
     spec = as_dict(scaled["spec"], "spec")
     target = as_dict(spec["scaleTargetRef"], "scaleTargetRef")
-    worker = k8s_object("Deployment", "signup-worker")
-    assert target["name"] == as_dict(worker["metadata"], "metadata")["name"]
+    deployment = k8s_object("Deployment", f"signup-{process}")
+    assert target["name"] == as_dict(deployment["metadata"], "metadata")["name"]
     assert target.get("kind", "Deployment") == "Deployment"
     assert spec["minReplicaCount"] == 1
-    assert spec["maxReplicaCount"] == 10
+    assert spec["maxReplicaCount"] == max_replicas
 
     (trigger,) = as_list(spec["triggers"], "triggers")
     trigger = as_dict(trigger, "trigger")
     assert trigger["type"] == "redis-streams"
     metadata = as_dict(trigger["metadata"], "metadata")
     assert all(isinstance(v, str) for v in metadata.values()), "KEDA metadata values are strings"
-    keys = Keys()
-    assert metadata["stream"] == keys.commands == "signup:commands"
-    assert metadata["consumerGroup"] == keys.group == "signup-workers"
-    assert metadata["lagCount"] == "100"
+    # Fixed strings in KEDA: they must be the names the code uses by default.
+    assert metadata["stream"] == stream
+    assert metadata["consumerGroup"] == group
+    # With lagCount KEDA reads XINFO GROUPS lag, a backlog nobody has read yet included.
+    assert metadata["lagCount"] == lag_count
 
-    # The address comes from the worker container's environment (host:port, not a URL).
+    # The address comes from the container's environment (host:port, not a URL).
     env_var = metadata.get("addressFromEnv")
     if env_var is not None:
         name = target.get("envSourceContainerName")
         # KEDA's default is the first container.
-        container = next(c for c in containers(worker) if name in (None, c["name"]))
-        values = container_env(container)
-        for config_map in k8s_objects("ConfigMap"):
-            values |= {str(k): str(v) for k, v in config_map.get("data", {}).items()}
+        matching = [c for c in containers(deployment) if name in (None, c["name"])]
+        assert matching, f"envSourceContainerName {name} is not a container of {process}"
+        values = container_env(matching[0]) | k8s_config_values()[0]
         assert re.fullmatch(r"[\w.-]+:\d+", values[env_var]), values.get(env_var)
     else:
         assert "address" in metadata or "authenticationRef" in trigger
+
+
+def test_keda_stream_and_group_names() -> None:
+    # Spelled out once, so a change in storage/keys.py shows up here as well as in KEDA.
+    keys = Keys()
+    assert (keys.commands, keys.group) == ("signup:commands", "signup-workers")
+    assert (keys.events, keys.mailer_group) == ("signup:events", "signup-mailer")
+
+
+# Read by KEDA (REDIS_ADDRESS) and by the OpenTelemetry SDK, not by settings.py.
+NOT_SETTINGS = {"REDIS_ADDRESS", "OTEL_EXPORTER_OTLP_ENDPOINT"}
+SECRET_SETTINGS = {"DATABASE_URL", "SECRET_KEY", "SMTP_URL"}
+
+
+def test_k8s_config_and_secret_hold_the_mail_settings() -> None:
+    config, secret = k8s_config_values()
+    assert set(secret) >= SECRET_SETTINGS
+    assert not SECRET_SETTINGS & set(config), "credentials belong in the Secret"
+    assert {"PUBLIC_BASE_URL", "MAIL_FROM"} <= set(config)
+    assert config["ENVIRONMENT"] == "production"
+    # settings.py ignores unknown variables: a misspelt one would be silently dropped.
+    unknown = {k for k in config | secret if k.lower() not in Settings.model_fields}
+    assert unknown <= NOT_SETTINGS, sorted(unknown - NOT_SETTINGS)
+
+
+def test_k8s_placeholders_are_obvious_and_nothing_starts_on_them() -> None:
+    config, secret = k8s_config_values()
+    values = {k.lower(): v for k, v in (config | secret).items() if k not in NOT_SETTINGS}
+    assert "CHANGE-ME" in secret["SECRET_KEY"]
+    assert "CHANGE-ME" in secret["DATABASE_URL"]
+    server = parse_smtp_url(secret["SMTP_URL"])
+    assert server.hostname.endswith("example.com")
+    assert server.password == "CHANGE-ME"
+    assert server.start_tls or server.use_tls, "a production SMTP login goes over TLS"
+    for key in ("PUBLIC_BASE_URL", "MAIL_FROM"):
+        assert "example.com" in config[key], key  # reserved (RFC 2606): never a real site
+    # ENVIRONMENT=production refuses the placeholder key: no process starts on it ...
+    with pytest.raises(ValidationError, match="SECRET_KEY"):
+        Settings.model_validate(values)
+    # ... and once it is replaced, every other value is a valid setting.
+    settings = Settings.model_validate(values | {"secret_key": "x" * 48})
+    assert settings.public_base_url == config["PUBLIC_BASE_URL"]
+    assert settings.smtp_url is not None
 
 
 def test_k8s_redis_namespace_is_the_default_keda_expects() -> None:
