@@ -821,8 +821,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
     )
+    parser.add_argument(
+        "--against",
+        default="",
+        metavar="REV",
+        help="also measure the signups at cost 4 of the first layout with the code of this git"
+        " revision (a worktree, the current schema), e.g. one before the events stream",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
     args = parser.parse_args(argv)
+    if args.against:
+        try:
+            worktree.short_name(args.against)
+        except RuntimeError as exc:
+            parser.error(f"--against {args.against}: {exc}")
 
     wrk = ensure_wrk()
     bench = Bench(
@@ -831,6 +843,7 @@ def main(argv: list[str] | None = None) -> int:
         admin_url=args.admin_database_url,
         redis_url=args.redis_url,
         wrk=wrk,
+        against=args.against,
     )
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)

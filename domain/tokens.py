@@ -3,12 +3,14 @@
 A token is ``base64url(payload) "." base64url(mac)``; the payload holds a format byte, a
 purpose byte, the user id, the expiry (Unix seconds), a digest of the address it was
 issued for and a random nonce, and the MAC is HMAC-SHA256 under a key derived from
-``SECRET_KEY`` for this purpose alone. Why signed rather than random tokens stored as a
-hash: nothing to store per token (Redis memory per user stays flat, no table to sweep),
-any web process checks one with no lookup, and a forged or expired token is refused before it reaches the stream.
-What a stored token would add, revoking one, follows here from its binding: a token dies
-when its address is verified (a second use changes nothing) or changes (the digest no
-longer matches), and at its expiry.
+``SECRET_KEY`` for this purpose alone.
+
+Why signed rather than random tokens stored as a hash: nothing to store per token (Redis
+memory per user stays flat, no table to sweep), any web process checks one with no
+lookup, and a forged or expired token is refused before it reaches the stream. What a
+stored token would add, revoking one, follows here from its binding: a token dies when
+its address is verified (a second use changes nothing) or changes (the digest no longer
+matches), and at its expiry.
 
 The payload carries a digest of the address, not the address: links end up in browser
 history and proxy logs. The digest is the first 16 bytes of SHA-256 of the normalised
