@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import orjson
+from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect, Request
 
-from api.problems import Problem
+from api.problems import Problem, invalid, pointer
+
+M = TypeVar("M", bound=BaseModel)
 
 FORM = "application/x-www-form-urlencoded"
 # Member names are echoed in the problem's detail; a hostile one may be 64 KiB long.
@@ -156,4 +159,19 @@ async def _read_within(request: Request, limit: int, read_seconds: float) -> byt
             # The rest of the body may still be on its way: end the connection rather than
             # read it as the next request (RFC 9110, section 15.5.9).
             headers={"Connection": "close"},
+        ) from None
+
+
+def parse_model(model: type[M], body: Any) -> M:
+    """``body`` (parsed JSON) as ``model``, or a 422 problem naming each invalid member."""
+    if not isinstance(body, dict):
+        raise invalid([{"pointer": "", "detail": "The body must be a JSON object."}])
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise invalid(
+            [
+                {"pointer": pointer(*e["loc"]) if e["loc"] else "", "detail": e["msg"]}
+                for e in exc.errors(include_url=False, include_input=False)
+            ]
         ) from None

@@ -156,7 +156,7 @@ async def dispatch(
                 outcome_key=web.keys.command(cid),
                 pending=PENDING_JSON,
             )
-            entry_id = await (enqueue or (lambda e: plain_enqueue(web, e)))(entry)
+            entry_id = await (enqueue(entry) if enqueue else plain_enqueue(web, entry))
             if entry_id is None:
                 return Dispatched(None)
             span.set_attribute("messaging.message.id", entry_id)

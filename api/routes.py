@@ -9,17 +9,16 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import orjson
 import psutil
-from pydantic import ValidationError
 from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from api.body import read_json
+from api.body import parse_model, read_json
 from api.commands import Answer, outcome_problem
 from api.idempotency import InvalidKey, check_key
 from api.openapi import openapi_document
-from api.problems import Problem, invalid, pointer
+from api.problems import Problem
 from api.schemas import SignupRequest
 from api.signup import signup_outcome, submit_signup
 from api.verification import resend, verify_email
@@ -58,20 +57,6 @@ def _respond(answer: Answer) -> Response:
     return Response(answer.body, answer.status, headers, media_type=answer.media_type)
 
 
-def _parse_signup(body: Any) -> SignupRequest:
-    if not isinstance(body, dict):
-        raise invalid([{"pointer": "", "detail": "The body must be a JSON object."}])
-    try:
-        return SignupRequest.model_validate(body)
-    except ValidationError as exc:
-        raise invalid(
-            [
-                {"pointer": pointer(*e["loc"]) if e["loc"] else "", "detail": e["msg"]}
-                for e in exc.errors(include_url=False, include_input=False)
-            ]
-        ) from None
-
-
 async def signup(request: Request) -> Response:
     web = _web(request)
     try:
@@ -101,7 +86,7 @@ async def _signup(request: Request, web: Web) -> Answer:
     body = await read_json(
         request, web.settings.max_body_bytes, web.settings.body_read_timeout_seconds
     )
-    parsed = _parse_signup(body)
+    parsed = parse_model(SignupRequest, body)
     data = validate_signup(parsed.name, parsed.email, parsed.password, parsed.display_name)
     return await submit_signup(
         web,

@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import orjson
 from email_validator import EmailNotValidError
 from loguru import logger
-from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
 from api import pages
-from api.body import is_form, read_form, read_json
+from api.body import is_form, parse_model, read_form, read_json
 from api.commands import Answer, accepted, answer_from_outcome, dispatch
-from api.problems import Problem, invalid, pointer
+from api.problems import Problem, invalid
 from api.schemas import ResendRequest, VerifyEmailRequest
 from domain import tokens
 from domain.errors import InvalidToken
@@ -50,20 +49,6 @@ def _web(request: Request) -> Web:
 
 def _client(request: Request) -> str:
     return request.client.host if request.client else "-"
-
-
-def parse(model: type[BaseModel], body: Any) -> Any:
-    if not isinstance(body, dict):
-        raise invalid([{"pointer": "", "detail": "The body must be a JSON object."}])
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        raise invalid(
-            [
-                {"pointer": pointer(*e["loc"]) if e["loc"] else "", "detail": e["msg"]}
-                for e in exc.errors(include_url=False, include_input=False)
-            ]
-        ) from None
 
 
 def invalid_token() -> Problem:
@@ -122,7 +107,7 @@ async def verify_email(request: Request) -> Response:
             return pages.invalid_page()
         return pages.verified_page(orjson.loads(answer.body)["email"])
     body = await read_json(request, s.max_body_bytes, s.body_read_timeout_seconds)
-    parsed: VerifyEmailRequest = parse(VerifyEmailRequest, body)
+    parsed = parse_model(VerifyEmailRequest, body)
     try:
         answer = await _verify(web, parsed.token, request)
     except Problem:
@@ -147,7 +132,7 @@ async def resend(request: Request) -> Response:
     await web.rate_limiter.check("resend", _client(request))
     s = web.settings
     body = await read_json(request, s.max_body_bytes, s.body_read_timeout_seconds)
-    parsed: ResendRequest = parse(ResendRequest, body)
+    parsed = parse_model(ResendRequest, body)
     try:
         email = normalise_email(parsed.email.strip())
     except EmailNotValidError as exc:

@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -147,6 +148,9 @@ class Target:
     size: int = 0
     # The checkout whose Procfile lines run, in it (another revision's worktree).
     root: Path = ROOT
+    mailer: Proc | None = None
+    # Its CPU seconds once it was ready: start-up (imports) is not mailing.
+    mailer_cpu_at_start: float = 0.0
 
     @property
     def label(self) -> str:
@@ -208,6 +212,9 @@ class Bench:
     reference: Layout | None = None
     # Per mailer target: seconds it kept sending after a run and its drain pause.
     catch_up: dict[str, list[float]] = field(default_factory=dict)
+    # Per mailer target: CPU seconds its mailer processes used once ready, all phases.
+    mailer_cpu: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    smtp_sink_proc: Proc | None = None
 
     def __post_init__(self) -> None:
         self.procs = Processes(self.log_dir)
@@ -246,7 +253,7 @@ class Bench:
         if not self.smtp_port:
             port = free_port()
             command = f"python -m aiosmtpd -n -l {LOOPBACK}:{port} -c aiosmtpd.handlers.Sink"
-            proc = self.procs.start("smtp-sink", command, base_env())
+            proc = self.smtp_sink_proc = self.procs.start("smtp-sink", command, base_env())
             wait_until(
                 lambda: smtp_greets(port),
                 f"SMTP sink greeting on port {port}",
@@ -286,6 +293,11 @@ class Bench:
                 started += self._start(target, rounds)
             yield
         finally:
+            for target in targets:
+                if target.mailer is not None:
+                    cpu = target.mailer.cpu_seconds() - target.mailer_cpu_at_start
+                    self.mailer_cpu[target.label] += cpu
+                    target.mailer = None
             for proc in reversed(started):
                 self.procs.stop(proc)
 
@@ -334,7 +346,8 @@ class Bench:
                 "PORT": str(mailer_port),
                 "SMTP_URL": f"smtp://{LOOPBACK}:{self.smtp_sink()}",
             }
-            started.append(self.procs.start(f"{n}-mailer.1", lines["mailer"], mailer_env, cwd=root))
+            target.mailer = self.procs.start(f"{n}-mailer.1", lines["mailer"], mailer_env, cwd=root)
+            started.append(target.mailer)
         # More than one web process: uvicorn's own workers on the one port.
         web_env = {**env, "WEB_CONCURRENCY": str(layout.webs)}
         started.append(self.procs.start(f"{n}-web", lines["web"], web_env, cwd=root))
@@ -343,6 +356,8 @@ class Bench:
         if layout.mailer:
             wait_http(mailer_port, "/health", started, START_WITHIN_SECONDS)
             self._wait_joined(f"{ns}:events", f"{ns}-mailer", [f"bench-{n}.mailer.1"], started)
+            assert target.mailer is not None
+            target.mailer_cpu_at_start = target.mailer.cpu_seconds()
         if layout.webs > 1:
             time.sleep(2)  # /ready was answered by one of uvicorn's workers
         return started
@@ -707,7 +722,9 @@ def targets_report(
         if usage.users:
             yield (
                 f"Redis memory per signed-up user <= 1 KiB ({target.layout.label}):"
-                f" {usage.per_user:.0f} B -> {_verdict(usage.per_user <= 1024)}"
+                f" {usage.per_user:.0f} B ({usage.per_user_apart_stream:.0f} B without the"
+                f" commands stream's {usage.stream_length} kept entries)"
+                f" -> {_verdict(usage.per_user <= 1024)}"
             )
         if added:
             # Trimming shows as fewer entries than were ever added; a stream no longer than
@@ -755,6 +772,7 @@ def report(bench: Bench, usages: list[tuple[Target, data.RedisUsage]]) -> str:
         " errors: socket errors + responses other than 201 (signup) / 200 (read)"
     )
     with_added: list[tuple[Target, data.RedisUsage, int]] = []
+    mailed = 0
     for target, usage in usages:
         added = _stream_added(bench.redis_url, target.namespace)
         with_added.append((target, usage, added))
@@ -782,6 +800,19 @@ def report(bench: Bench, usages: list[tuple[Target, data.RedisUsage]]) -> str:
                 f" max ({label}: sending what a run left, after its {len(waits)} runs'"
                 " drain pauses)"
             )
+        if usage.mailer_read and label in bench.mailer_cpu:
+            cpu = bench.mailer_cpu[label]
+            lines.append(
+                f"mailer CPU: {cpu / usage.mailer_read * 1000:.2f} ms per event ({label}:"
+                f" {cpu:.1f} s once started, over {usage.mailer_read} events its group read)"
+            )
+        mailed += usage.mailer_read
+    if bench.smtp_sink_proc is not None and mailed:
+        cpu = bench.smtp_sink_proc.cpu_seconds()
+        lines.append(
+            f"SMTP sink CPU: {cpu / mailed * 1000:.2f} ms per message (aiosmtpd's Sink:"
+            f" {cpu:.1f} s over the {mailed} events every mailer read)"
+        )
     lines += ["", "targets:", *(f"  {line}" for line in targets_report(bench, with_added))]
     return "\n".join(lines)
 

@@ -151,11 +151,19 @@ class RedisUsage:
     stream_pending: int = 0
     events_bytes: int = 0
     events_length: int = 0
+    mailer_read: int = 0
 
     @property
     def per_user(self) -> float:
         """Every key of the namespace but the events stream, over the read-model keys."""
         return self.total_bytes / self.users if self.users else 0.0
+
+    @property
+    def per_user_apart_stream(self) -> float:
+        """As ``per_user``, less the commands stream: the acked entries it keeps are a fixed
+        amount, spread thin only over many users."""
+        stream = self.by_kind.get("commands", 0)
+        return (self.total_bytes - stream) / self.users if self.users else 0.0
 
     @property
     def per_event(self) -> float:
@@ -170,7 +178,7 @@ def _kind(namespace: str, key: str) -> str:
 def redis_usage(redis_url: str, namespace: str) -> RedisUsage:
     """``MEMORY USAGE`` summed over the namespace's keys (``SCAN``), by kind of key, the
     events stream apart; users are the read-model keys; the commands stream's length and
-    pending count, and the events stream's length."""
+    pending count; the events stream's length and how many of its entries the mailer read."""
     usage = RedisUsage()
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
@@ -203,7 +211,12 @@ def redis_usage(redis_url: str, namespace: str) -> RedisUsage:
         if usage.stream_length:
             for group in client.xinfo_groups(stream):
                 usage.stream_pending += int(group["pending"])
-        usage.events_length = int(client.xlen(f"{namespace}:{EVENTS_KIND}"))
+        events = f"{namespace}:{EVENTS_KIND}"
+        usage.events_length = int(client.xlen(events))
+        if usage.events_length:
+            for group in client.xinfo_groups(events):
+                if group["name"] == f"{namespace}-mailer":
+                    usage.mailer_read = int(group["entries-read"] or 0)
     finally:
         client.close()
     return usage

@@ -60,6 +60,16 @@ class Proc:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the process so far (its own, not its children's)."""
+        try:
+            stat = Path(f"/proc/{self.popen.pid}/stat").read_text()
+        except OSError:
+            return 0.0
+        # After the parenthesised command: state, then utime and stime at 12 and 13.
+        fields = stat.rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def tail(self, lines: int = 20) -> str:
         try:
             text = self.log.read_text(errors="replace")

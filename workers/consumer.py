@@ -9,6 +9,7 @@ names a command type: decoding is ``storage.streams``' registry, applying is the
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -224,17 +225,17 @@ class Consumer:
         cause = events.Cause(
             cid, envelope.request_id, envelope.correlation_id, envelope.traceparent
         )
+        settlement = dataclasses.replace(
+            settlement, events=[events.encode(str(uuid7()), e, cause) for e in outcome.events]
+        )
+        if outcome.user is None:
+            return settlement
         user = outcome.user
-        return Settlement(
-            entry_id=settlement.entry_id,
-            outcome_key=settlement.outcome_key,
-            stored=settlement.stored,
-            reply_channel=settlement.reply_channel,
-            reply=settlement.reply,
-            user_key="" if user is None else self.keys.user(str(user.id)),
-            version=0 if user is None else user.version,
-            document=b"" if user is None else user_json(user),
-            events=[events.encode(str(uuid7()), e, cause) for e in outcome.events],
+        return dataclasses.replace(
+            settlement,
+            user_key=self.keys.user(str(user.id)),
+            version=user.version,
+            document=user_json(user),
         )
 
     async def _settle(self, batch: list[Decoded], outcomes: list[Outcome]) -> list[int] | None:

@@ -21,8 +21,8 @@ from storage.keys import Keys
 from tests.e2e.conftest import ROOT, Stack, running_stack
 from tests.e2e.faults import Load, wait_drained
 from tests.e2e.secrets import leaks
-from tests.e2e.smtp import SmtpSink, smtp_sink
 from tests.redis_typed import entries_sync
+from tests.smtp import SmtpSink, smtp_sink
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -44,7 +44,17 @@ def test_signup_then_read(http: httpx.Client) -> None:
     created = http.post("/signup", json=payload())
     assert created.status_code == 201, created.text
     user = created.json()
-    assert set(user) == {"id", "name", "email", "display_name", "created_at"}
+    assert set(user) == {
+        "id",
+        "name",
+        "email",
+        "display_name",
+        "created_at",
+        "email_verified",
+        "email_verified_at",
+        "version",
+    }
+    assert (user["email_verified"], user["email_verified_at"], user["version"]) == (False, None, 1)
     read = http.get(created.headers["location"])
     assert read.status_code == 200
     assert read.json() == user

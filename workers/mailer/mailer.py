@@ -120,7 +120,12 @@ class Mailer:
             "token": tokens.fingerprint(token),  # never the token itself
         }
         with trace.use_span(span, end_on_exit=True):
-            outcome = await self._send(d, message, ids)
+            async with anyio.create_task_group() as tg:
+                # However long the sends and retries take (an SMTP server that hangs, an
+                # outage), the entry never looks idle: nobody reclaims and sends it too.
+                tg.start_soon(self._keep_alive, d)
+                outcome = await self._send(d, message, ids)
+                tg.cancel_scope.cancel()
             span.set_attribute("signup.mail_outcome", outcome)
         if outcome == "sent":
             await self._ack(d)
@@ -131,7 +136,6 @@ class Mailer:
         pending unless sent or dead-lettered."""
         m = self.d.metrics
         backoff = Backoff(base=0.2, cap=RETRY_CAP_SECONDS)
-        refreshed = anyio.current_time()
         deferred = 0
         while True:
             started = time.perf_counter()
@@ -154,13 +158,16 @@ class Mailer:
                         return "deferred"
                 with anyio.move_on_after(RETRY_CAP_SECONDS):
                     await backoff.sleep()
-                if anyio.current_time() - refreshed > self.s.worker_claim_idle_ms / 3000:
-                    await self.group.keep_alive([d])
-                    refreshed = anyio.current_time()
                 continue
             m.send_seconds.observe({}, time.perf_counter() - started)
             m.sent.inc({"outcome": "sent" if self.s.smtp_url is not None else "logged"})
             return "sent"
+
+    async def _keep_alive(self, d: Delivery) -> None:
+        period = self.s.worker_claim_idle_ms / 3000
+        while True:
+            await anyio.sleep(period)
+            await self.group.keep_alive([d])
 
     async def _ack(self, d: Delivery) -> None:
         backoff = Backoff()
@@ -278,7 +285,8 @@ class Mailer:
                     logger.warning("redis.unavailable", error=type(exc).__name__)
                     await backoff.sleep()
                     continue
-                if deliveries:
+                # A read cut short by stop() leaves nothing new in `deliveries`.
+                if deliveries and not self._read_scope.cancelled_caught:
                     await self.handle(deliveries)
         logger.info("mailer.drained", consumer=self.group.consumer)
 
