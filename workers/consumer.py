@@ -121,13 +121,22 @@ class Consumer:
             m.in_progress.add({}, -len(decoded))
 
     async def _apply_and_settle(self, batch: list[Decoded], started: int) -> None:
-        outcomes = await self._apply(batch)
-        applied = time.time_ns()
-        if outcomes is None:
-            return
-        appended = await self._settle(batch, outcomes)
-        if appended is not None:
+        async with anyio.create_task_group() as tg:
+            # However long the batch takes (an outage, a statement waiting on a lock), its
+            # entries never look idle, so no other worker takes them meanwhile.
+            tg.start_soon(self._keep_alive, [d.delivery for d in batch])
+            outcomes = await self._apply(batch)
+            applied = time.time_ns()
+            appended = None if outcomes is None else await self._settle(batch, outcomes)
+            tg.cancel_scope.cancel()
+        if outcomes is not None and appended is not None:
             self._record(batch, outcomes, appended, (started, applied, time.time_ns()))
+
+    async def _keep_alive(self, deliveries: list[Delivery]) -> None:
+        period = self.s.worker_claim_idle_ms / 3000
+        while True:
+            await anyio.sleep(period)
+            await self.group.keep_alive(deliveries)
 
     def _record(
         self,
@@ -195,7 +204,6 @@ class Consumer:
     async def _apply(self, batch: list[Decoded]) -> list[Outcome] | None:
         """Outcomes of the batch, retrying through outages; None if stopping before that."""
         backoff = Backoff()
-        refreshed = anyio.current_time()
         commands = [d.envelope.command for d in batch]
         while True:
             try:
@@ -206,9 +214,6 @@ class Consumer:
                 if self.stopping.is_set():
                     return None
                 await backoff.sleep()
-                if anyio.current_time() - refreshed > self.s.worker_claim_idle_ms / 3000:
-                    await self.group.keep_alive([d.delivery for d in batch])
-                    refreshed = anyio.current_time()
 
     def _settlement(self, d: Decoded, outcome: Outcome) -> Settlement:
         envelope = d.envelope
