@@ -106,6 +106,20 @@ class RequestSeries:
             buckets.observe(elapsed)
 
 
+class StreamGauges:
+    """Length of each stream, and lag and pending count of each consumer group on one, as
+    a consumer process sees them at scrape time (``workers.group.observe_streams``)."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.length = Gauge("stream_length", "XLEN of a stream", registry=registry)
+        self.lag = Gauge(
+            "stream_group_lag", "Entries not yet delivered to the group", registry=registry
+        )
+        self.pending = Gauge(
+            "stream_group_pending", "Entries delivered but not acked", registry=registry
+        )
+
+
 class WebMetrics:
     def __init__(self) -> None:
         self.registry = r = Registry()
@@ -196,13 +210,7 @@ class WorkerMetrics:
             "When a command was last settled",
             registry=r,
         )
-        self.stream_length = Gauge("stream_length", "XLEN of a stream", registry=r)
-        self.group_lag = Gauge(
-            "stream_group_lag", "Entries not yet delivered to the group", registry=r
-        )
-        self.group_pending = Gauge(
-            "stream_group_pending", "Entries delivered but not acked", registry=r
-        )
+        self.streams = StreamGauges(r)
         self.dependency_errors = Counter(
             "dependency_errors_total", "Failed calls to Postgres or Redis", registry=r
         )
@@ -239,13 +247,7 @@ class MailerMetrics:
         self.dead_letters = Counter(
             "dead_letters_total", "Entries moved to dead letters", registry=r
         )
-        self.stream_length = Gauge("stream_length", "XLEN of a stream", registry=r)
-        self.group_lag = Gauge(
-            "stream_group_lag", "Entries not yet delivered to the group", registry=r
-        )
-        self.group_pending = Gauge(
-            "stream_group_pending", "Entries delivered but not acked", registry=r
-        )
+        self.streams = StreamGauges(r)
         self.dependency_errors = Counter(
             "dependency_errors_total", "Failed calls to Redis or the SMTP server", registry=r
         )

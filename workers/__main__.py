@@ -7,11 +7,9 @@ by this consumer name at its next start or reclaimed by another worker.
 
 from __future__ import annotations
 
-import signal
 import sys
 
 import anyio
-from anyio import CancelScope
 from loguru import logger
 
 from bootstrap import open_worker
@@ -21,19 +19,7 @@ from settings import load_settings
 from storage.connections import DependencyUnavailable
 from workers.consumer import Consumer
 from workers.metrics_server import serve_metrics
-
-
-async def _on_signals(consumer: Consumer, scope: CancelScope, grace: float) -> None:
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for signum in signals:
-            logger.info("worker.stopping", signal=signal.Signals(signum).name, grace_seconds=grace)
-            consumer.stop()
-            break
-        with anyio.move_on_after(grace):
-            async for _ in signals:  # a second signal means: now
-                break
-        logger.warning("worker.grace_expired")
-        scope.cancel()
+from workers.signals import stop_on_signals
 
 
 async def main() -> int:
@@ -44,9 +30,8 @@ async def main() -> int:
     try:
         async with open_worker(settings, provider) as worker, anyio.create_task_group() as tg:
             consumer = Consumer(worker)
-            tg.start_soon(
-                _on_signals, consumer, tg.cancel_scope, settings.worker_shutdown_grace_seconds
-            )
+            grace = settings.worker_shutdown_grace_seconds
+            tg.start_soon(stop_on_signals, consumer.stop, tg.cancel_scope, grace, "worker")
             # Liveness and metrics on $PORT (honcho gives each worker its own).
             await tg.start(serve_metrics, settings.host, settings.port, consumer.metrics_exposition)
             logger.info("worker.started", consumer=consumer.name, stream=worker.keys.commands)

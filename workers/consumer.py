@@ -301,16 +301,10 @@ class Consumer:
 
     async def process_redelivered(self, deliveries: list[Delivery]) -> None:
         """Process entries delivered before; those delivered too often are dead-lettered."""
-        counts = await self.group.delivery_counts(deliveries)
-        fresh: list[Delivery] = []
-        for d in deliveries:
-            times = counts.get(d.entry_id, 0)
-            if times > self.s.worker_max_deliveries:
-                await self.dead_letter(
-                    d, f"delivered {times} times without success", reason="max_deliveries"
-                )
-            else:
-                fresh.append(d)
+        fresh, poison = await self.group.over_delivered(deliveries, self.s.worker_max_deliveries)
+        for d, times in poison:
+            error = f"delivered {times} times without success"
+            await self.dead_letter(d, error, reason="max_deliveries")
         if fresh:
             self.w.metrics.redeliveries.add({}, len(fresh))
             await self.process(fresh)
@@ -396,7 +390,11 @@ class Consumer:
         """The worker's /metrics, with the streams' length, lag and pending read now."""
         m = self.w.metrics
         await observe_streams(
-            self.w.redis, m, [self.keys.commands, self.keys.events], [self.keys.deadletters]
+            self.w.redis,
+            m.streams,
+            m.dependency_errors,
+            [self.keys.commands, self.keys.events],
+            [self.keys.deadletters],
         )
         return exposition(m.registry, m.process)
 

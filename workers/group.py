@@ -15,24 +15,16 @@ import contextlib
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 import redis.asyncio as redis
-from aioprometheus.collectors import Counter, Gauge
+from aioprometheus.collectors import Counter
 from loguru import logger
 from redis.exceptions import RedisError, ResponseError
 
+from observability.metrics import StreamGauges
 from storage.autopipeline import Arg, PipelinedRedis
-
-
-class StreamMetrics(Protocol):
-    """The stream gauges a consumer process exports (``observability.metrics``)."""
-
-    stream_length: Gauge
-    group_lag: Gauge
-    group_pending: Gauge
-    dependency_errors: Counter
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +154,22 @@ class Group:
             counts.update({str(p["message_id"]): int(p["times_delivered"]) for p in pending})
         return counts
 
+    async def over_delivered(
+        self, deliveries: Sequence[Delivery], limit: int
+    ) -> tuple[list[Delivery], list[tuple[Delivery, int]]]:
+        """Entries delivered before, split into those to try again and those delivered
+        more than ``limit`` times (with the count): poison, for the dead letters."""
+        counts = await self.delivery_counts(deliveries)
+        again: list[Delivery] = []
+        poison: list[tuple[Delivery, int]] = []
+        for d in deliveries:
+            times = counts.get(d.entry_id, 0)
+            if times > limit:
+                poison.append((d, times))
+            else:
+                again.append(d)
+        return again, poison
+
     async def keep_alive(self, deliveries: Sequence[Delivery]) -> None:
         """Reset the idle time of entries still being worked on, so no other consumer
         reclaims them (JUSTID: the delivery count is left alone, so an outage is no poison)."""
@@ -193,7 +201,11 @@ async def every(
 
 
 async def observe_streams(
-    client: redis.Redis, metrics: StreamMetrics, grouped: Sequence[str], plain: Sequence[str]
+    client: redis.Redis,
+    gauges: StreamGauges,
+    errors: Counter,
+    grouped: Sequence[str],
+    plain: Sequence[str],
 ) -> None:
     """Set the stream gauges: the length of every stream, and the lag and pending count of
     every consumer group on the ``grouped`` ones (downstream teams' groups included)."""
@@ -207,7 +219,7 @@ async def observe_streams(
         streams = (*grouped, *plain)
         for stream, length in zip(streams, replies[: len(streams)], strict=True):
             if not isinstance(length, Exception):
-                metrics.stream_length.set({"stream": stream}, int(length))
+                gauges.length.set({"stream": stream}, int(length))
         for stream, groups in zip(grouped, replies[len(streams) :], strict=True):
             if isinstance(groups, Exception):
                 continue  # no such stream yet
@@ -215,7 +227,7 @@ async def observe_streams(
                 labels = {"stream": stream, "group": str(g["name"])}
                 # lag is NULL when Redis cannot tell (e.g. after deletions): pending only.
                 if g.get("lag") is not None:
-                    metrics.group_lag.set(labels, int(g["lag"]))
-                metrics.group_pending.set(labels, int(g["pending"]))
+                    gauges.lag.set(labels, int(g["lag"]))
+                gauges.pending.set(labels, int(g["pending"]))
     except (RedisError, OSError, TypeError, ValueError):
-        metrics.dependency_errors.inc({"dependency": "redis"})
+        errors.inc({"dependency": "redis"})

@@ -15,6 +15,7 @@ from starlette.types import Receive, Scope, Send
 from api.app import create_app
 from bootstrap import open_worker
 from settings import Settings
+from storage.keys import Keys
 from workers.consumer import Consumer
 
 
@@ -47,6 +48,16 @@ async def running_worker(
             yield consumer
         finally:
             consumer.stop()
+
+
+async def until_acked(r: redis.Redis, keys: Keys, within: float = 10) -> None:
+    """Wait until the workers' group has read and acked everything on the commands stream."""
+    with anyio.fail_after(within):
+        while True:
+            groups = await r.xinfo_groups(keys.commands)
+            if groups and groups[0]["pending"] == 0 and groups[0]["lag"] == 0:
+                return
+            await anyio.sleep(0.05)
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from settings import Settings
 from storage.connections import connect_postgres
 from storage.keys import Keys
 from storage.users import PostgresUsers
-from tests.integration.conftest import running_worker, web_client
+from tests.integration.conftest import running_worker, until_acked, web_client
 from tests.redis_typed import Entry, add, entries, get_json
 from workers.consumer import Consumer
 
@@ -50,16 +50,6 @@ SECRET_LIKE = re.compile(r"password|hash|token|secret", re.IGNORECASE)
 
 def keys_of(settings: Settings) -> Keys:
     return Keys(settings.redis_namespace)
-
-
-async def until_acked(r: redis.Redis, keys: Keys, within: float = 10) -> None:
-    """Wait until the workers' group has read and acked everything on the commands stream."""
-    with anyio.fail_after(within):
-        while True:
-            groups = await r.xinfo_groups(keys.commands)
-            if groups and groups[0]["pending"] == 0 and groups[0]["lag"] == 0:
-                return
-            await anyio.sleep(0.05)
 
 
 async def sign_up(client: httpx.AsyncClient, email: str | None = None) -> dict[str, Any]:

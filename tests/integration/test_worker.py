@@ -15,20 +15,11 @@ from domain.model import SignUp
 from settings import Settings
 from storage import streams
 from storage.keys import Keys
-from tests.integration.conftest import running_worker, web_client
+from tests.integration.conftest import running_worker, until_acked, web_client
 from tests.redis_typed import add, entries, get_json
 from workers.consumer import Consumer
 
 pytestmark = pytest.mark.anyio
-
-
-async def _until_acked(r: redis.Redis, keys: Keys, within: float = 10) -> None:
-    with anyio.fail_after(within):
-        while True:
-            groups = await r.xinfo_groups(keys.commands)
-            if groups and groups[0]["pending"] == 0 and groups[0]["lag"] == 0:
-                return
-            await anyio.sleep(0.05)
 
 
 async def test_redelivered_command_creates_one_user(
@@ -42,7 +33,7 @@ async def test_redelivered_command_creates_one_user(
     assert created.status_code == 201
     [(_, fields)] = await entries(r, keys.commands)
     await add(r, keys.commands, fields)  # the same command, delivered a second time
-    await _until_acked(r, keys)
+    await until_acked(r, keys)
     conn = await asyncpg.connect(settings.database_url)
     try:
         count = await conn.fetchval(
@@ -61,7 +52,7 @@ async def test_malformed_entry_is_dead_lettered_and_the_worker_goes_on(
 ) -> None:
     keys = Keys(settings.redis_namespace)
     bad_id = await add(r, keys.commands, {"type": "signup.v1", "command_id": "not-a-uuid"})
-    await _until_acked(r, keys)
+    await until_acked(r, keys)
     [(_, letter)] = await entries(r, keys.deadletters)
     assert letter["entry_id"] == bad_id
     assert letter["original.command_id"] == "not-a-uuid"
@@ -81,7 +72,7 @@ async def test_an_entry_that_is_not_utf8_is_dead_lettered(
     try:
         added = await raw.xadd(keys.commands, {b"type": b"\xff\xfesignup"})
         bad_id = added.decode() if isinstance(added, bytes) else added
-        await _until_acked(raw, keys)
+        await until_acked(raw, keys)
     finally:
         await raw.aclose()
     plain = redis.Redis.from_url(settings.redis_url, decode_responses=True)
@@ -115,7 +106,7 @@ async def test_worker_resumes_its_own_pending_entries(settings: Settings, r: red
     assert delivered
     assert (await r.xinfo_groups(keys.commands))[0]["pending"] == 1
     async with running_worker(settings):
-        await _until_acked(r, keys)
+        await until_acked(r, keys)
     conn = await asyncpg.connect(settings.database_url)
     try:
         assert await conn.fetchval("SELECT count(*) FROM users WHERE email = $1", email) == 1
@@ -143,7 +134,7 @@ async def test_a_command_postgres_refuses_is_dead_lettered_alone(
         with anyio.fail_after(20):
             while await r.xlen(keys.deadletters) == 0:
                 await anyio.sleep(0.05)
-        await _until_acked(r, keys)
+        await until_acked(r, keys)
     [(_, letter)] = await entries(r, keys.deadletters)
     assert letter["original.command_id"] == bad["command_id"]
     assert "delivered" in letter["error"]

@@ -7,11 +7,9 @@ this consumer name at its next start or reclaimed by another mailer.
 
 from __future__ import annotations
 
-import signal
 import sys
 
 import anyio
-from anyio import CancelScope
 from loguru import logger
 
 from bootstrap import open_mailer
@@ -22,19 +20,7 @@ from storage.connections import DependencyUnavailable
 from workers.mailer.mailer import Mailer
 from workers.mailer.transport import parse_smtp_url
 from workers.metrics_server import serve_metrics
-
-
-async def _on_signals(mailer: Mailer, scope: CancelScope, grace: float) -> None:
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for signum in signals:
-            logger.info("mailer.stopping", signal=signal.Signals(signum).name, grace_seconds=grace)
-            mailer.stop()
-            break
-        with anyio.move_on_after(grace):
-            async for _ in signals:  # a second signal means: now
-                break
-        logger.warning("mailer.grace_expired")
-        scope.cancel()
+from workers.signals import stop_on_signals
 
 
 async def main() -> int:
@@ -54,9 +40,8 @@ async def main() -> int:
     try:
         async with open_mailer(settings, provider) as deps, anyio.create_task_group() as tg:
             mailer = Mailer(deps)
-            tg.start_soon(
-                _on_signals, mailer, tg.cancel_scope, settings.worker_shutdown_grace_seconds
-            )
+            grace = settings.worker_shutdown_grace_seconds
+            tg.start_soon(stop_on_signals, mailer.stop, tg.cancel_scope, grace, "mailer")
             await tg.start(serve_metrics, settings.host, settings.port, mailer.metrics_exposition)
             logger.info(
                 "mailer.started",

@@ -235,15 +235,10 @@ class Mailer:
                 tg.start_soon(self._deliver_and_release, d)
 
     async def handle_redelivered(self, deliveries: list[Delivery]) -> None:
-        counts = await self.group.delivery_counts(deliveries)
-        fresh: list[Delivery] = []
-        for d in deliveries:
-            times = counts.get(d.entry_id, 0)
-            if times > self.s.worker_max_deliveries:
-                error = f"delivered {times} times without success"
-                await self.dead_letter(d, error, reason="max_deliveries")
-            else:
-                fresh.append(d)
+        fresh, poison = await self.group.over_delivered(deliveries, self.s.worker_max_deliveries)
+        for d, times in poison:
+            error = f"delivered {times} times without success"
+            await self.dead_letter(d, error, reason="max_deliveries")
         await self.handle(fresh)
 
     async def reclaim(self) -> int:
@@ -293,7 +288,11 @@ class Mailer:
     async def metrics_exposition(self) -> tuple[bytes, dict[str, str]]:
         m = self.d.metrics
         await observe_streams(
-            self.group.client, m, [self.keys.events], [self.keys.mailer_deadletters]
+            self.group.client,
+            m.streams,
+            m.dependency_errors,
+            [self.keys.events],
+            [self.keys.mailer_deadletters],
         )
         return exposition(m.registry, m.process)
 
