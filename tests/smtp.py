@@ -1,29 +1,34 @@
-"""A real SMTP server for the tests (aiosmtpd, in a thread) that keeps what it receives,
-and can be stopped and started again on the same port to play an outage. Shared by the
+"""A real SMTP server for the tests (aiosmtpd, as a process of its own) that keeps what it
+receives (``tests/smtp_spool.py``), and can be stopped and started again on the same port
+to play an outage. Shared by the
 integration tier (an in-process mailer) and the e2e tier (the mailer process).
 
 Recipients starting with ``refuse-`` are refused with a 550, and noted in ``refused``."""
 
 from __future__ import annotations
 
-import asyncio
 import email
 import email.policy
+import json
 import re
-import threading
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from typing import Any
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP
 
 from bench.procs import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
 
 _LINK = re.compile(r"https?://\S+/verify-email\?token=[A-Za-z0-9_.%-]+")
 
@@ -58,91 +63,86 @@ class Received:
         return parse_qs(urlsplit(self.link).query)["token"][0]
 
 
-class _Handler:
-    def __init__(self, sink: SmtpSink) -> None:
-        self.sink = sink
-
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
-    ) -> str:
-        if address.startswith("refuse-"):
-            with self.sink.lock:
-                self.sink.refused.append(address)
-            return "550 5.1.1 No such mailbox"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        with self.sink.lock:
-            self.sink.received.append(Received(list(envelope.rcpt_tos), message))
-        return "250 Message accepted for delivery"
-
-
-class _Controller(Controller):
-    """aiosmtpd's controller stops its loop with client connections still open, whose
-    transports then warn when collected; this one closes them first, as a server that
-    shuts down does (the client sees the connection drop)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.sessions: list[SMTP] = []
-
-    def factory(self) -> SMTP:
-        session: SMTP = super().factory()  # type: ignore[no-untyped-call]
-        self.sessions.append(session)
-        return session
-
-    def stop(self, no_assert: bool = False) -> None:
-        closed = threading.Event()
-
-        def close_sessions() -> None:
-            for session in self.sessions:
-                if isinstance(session.transport, asyncio.Transport):
-                    session.transport.abort()
-            closed.set()
-
-        self.loop.call_soon_threadsafe(close_sessions)
-        closed.wait(5)
-        # Give the loop a turn to run the connections' connection_lost.
-        self.loop.call_soon_threadsafe(lambda: None)
-        time.sleep(0.05)
-        super().stop(no_assert)
-
-
 @dataclass
 class SmtpSink:
+    """The server runs as a process of its own, as a real one would: ``stop`` ends it
+    (SIGTERM), ``start`` starts it again on the same port."""
+
     port: int = field(default_factory=free_port)
-    received: list[Received] = field(default_factory=list)
-    # Every RCPT refused with a 550, one entry per attempt.
-    refused: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    _controller: _Controller | None = None
+    directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="smtp-")))
+    _process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"smtp://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
-        self._controller = _Controller(_Handler(self), hostname="127.0.0.1", port=self.port)
-        self._controller.start()
+    def start(self, within: float = 10) -> None:
+        self._process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                f"127.0.0.1:{self.port}",
+                "-c",
+                "tests.smtp_spool.Spool",
+                str(self.directory),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as probe:
+                    if probe.recv(64).startswith(b"220"):
+                        probe.sendall(b"QUIT\r\n")
+                        return
+            except OSError:
+                if self._process.poll() is not None:
+                    raise RuntimeError("the SMTP server exited at start") from None
+            time.sleep(0.05)
+        raise TimeoutError(f"the SMTP server did not answer within {within}s")
 
     def stop(self) -> None:
-        if self._controller is not None:
-            self._controller.stop()
-            self._controller = None
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    @property
+    def received(self) -> list[Received]:
+        found = []
+        for path in sorted(self.directory.glob("*.json")):
+            stored = json.loads(path.read_text())
+            message = email.message_from_string(stored["message"], policy=email.policy.default)
+            assert isinstance(message, EmailMessage)
+            found.append(Received(stored["to"], message))
+        return found
+
+    @property
+    def refused(self) -> list[str]:
+        path = self.directory / "refused"
+        return path.read_text().splitlines() if path.exists() else []
 
     def to(self, address: str) -> list[Received]:
-        with self.lock:
-            return [r for r in self.received if address in r.envelope_to]
+        return [r for r in self.received if address in r.envelope_to]
 
     def by_recipient(self) -> dict[str, int]:
         counts: dict[str, int] = {}
-        with self.lock:
-            for r in self.received:
-                for address in r.envelope_to:
-                    counts[address] = counts.get(address, 0) + 1
+        for r in self.received:
+            for address in r.envelope_to:
+                counts[address] = counts.get(address, 0) + 1
         return counts
 
     def wait_for(self, address: str, count: int = 1, within: float = 30) -> list[Received]:
@@ -170,4 +170,4 @@ def smtp_sink() -> Iterator[SmtpSink]:
     try:
         yield sink
     finally:
-        sink.stop()
+        sink.remove()

@@ -10,17 +10,12 @@ from __future__ import annotations
 import sys
 
 import anyio
-from loguru import logger
 
 from bootstrap import open_mailer
-from observability import tracing
-from observability.logs import configure_logging
 from settings import load_settings
-from storage.connections import DependencyUnavailable
 from workers.mailer.mailer import Mailer
 from workers.mailer.transport import parse_smtp_url
-from workers.metrics_server import serve_metrics
-from workers.signals import stop_on_signals
+from workers.process import run_process
 
 
 async def main() -> int:
@@ -34,30 +29,17 @@ async def main() -> int:
         except ValueError as exc:
             print(f"invalid setting SMTP_URL: {exc}", file=sys.stderr)
             return 2
-    service = f"{settings.service_name}-mailer"
-    configure_logging(json=settings.log_json, level=settings.log_level, service=service)
-    provider = tracing.tracer_provider(service)
-    try:
-        async with open_mailer(settings, provider) as deps, anyio.create_task_group() as tg:
-            mailer = Mailer(deps)
-            grace = settings.worker_shutdown_grace_seconds
-            tg.start_soon(stop_on_signals, mailer.stop, tg.cancel_scope, grace, "mailer")
-            await tg.start(serve_metrics, settings.host, settings.port, mailer.metrics_exposition)
-            logger.info(
-                "mailer.started",
-                consumer=deps.group.consumer,
-                streams=deps.group.streams,
-                smtp=settings.smtp_url is not None,
-            )
-            await mailer.run()
-            tg.cancel_scope.cancel()
-    except DependencyUnavailable as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    finally:
-        tracing.shutdown(provider)
-    logger.info("mailer.stopped")
-    return 0
+    return await run_process(
+        settings,
+        "mailer",
+        open_mailer,
+        Mailer,
+        lambda deps: {
+            "consumer": deps.group.consumer,
+            "streams": deps.group.streams,
+            "smtp": settings.smtp_url is not None,
+        },
+    )
 
 
 if __name__ == "__main__":

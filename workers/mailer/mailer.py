@@ -120,12 +120,7 @@ class Mailer:
             "token": tokens.fingerprint(token),  # never the token itself
         }
         with trace.use_span(span, end_on_exit=True):
-            async with anyio.create_task_group() as tg:
-                # However long the sends and retries take (an SMTP server that hangs, an
-                # outage), the entry never looks idle: nobody reclaims and sends it too.
-                tg.start_soon(self._keep_alive, d)
-                outcome = await self._send(d, message, ids)
-                tg.cancel_scope.cancel()
+            outcome = await self._send(d, message, ids)
             span.set_attribute("signup.mail_outcome", outcome)
         if outcome == "sent":
             await self._ack(d)
@@ -163,11 +158,12 @@ class Mailer:
             m.sent.inc({"outcome": "sent" if self.s.smtp_url is not None else "logged"})
             return "sent"
 
-    async def _keep_alive(self, d: Delivery) -> None:
+    async def _keep_alive(self, held: dict[tuple[str, str], Delivery]) -> None:
         period = self.s.worker_claim_idle_ms / 3000
         while True:
             await anyio.sleep(period)
-            await self.group.keep_alive([d])
+            if held:
+                await self.group.keep_alive(list(held.values()))
 
     async def _ack(self, d: Delivery) -> None:
         backoff = Backoff()
@@ -217,7 +213,9 @@ class Mailer:
 
     # -- batches -----------------------------------------------------------------------
 
-    async def _deliver_and_release(self, d: Delivery) -> None:
+    async def _deliver_and_release(
+        self, d: Delivery, held: dict[tuple[str, str], Delivery]
+    ) -> None:
         try:
             await self.deliver(d)
         except Exception:
@@ -225,14 +223,22 @@ class Mailer:
             # WORKER_MAX_DELIVERIES deliveries. The mailer itself carries on.
             logger.opt(exception=True).error("mail.failed", entry_id=d.entry_id)
         finally:
+            del held[(d.stream, d.entry_id)]
             self._slots.release()
 
     async def handle(self, deliveries: list[Delivery]) -> None:
-        """Deliver a batch, ``MAILER_CONCURRENCY`` messages at a time."""
-        async with anyio.create_task_group() as tg:
-            for d in deliveries:
-                await self._slots.acquire()
-                tg.start_soon(self._deliver_and_release, d)
+        """Deliver a batch, ``MAILER_CONCURRENCY`` messages at a time. Every entry of the
+        batch is kept alive until it is done with, those still waiting for a turn
+        included, however long the sends take (an outage, a server that hangs): none
+        looks idle, so no reclaim, here or in another mailer, sends it a second time."""
+        held = {(d.stream, d.entry_id): d for d in deliveries}
+        async with anyio.create_task_group() as keeper:
+            keeper.start_soon(self._keep_alive, held)
+            async with anyio.create_task_group() as tg:
+                for d in deliveries:
+                    await self._slots.acquire()
+                    tg.start_soon(self._deliver_and_release, d, held)
+            keeper.cancel_scope.cancel()
 
     async def handle_redelivered(self, deliveries: list[Delivery]) -> None:
         fresh, poison = await self.group.over_delivered(deliveries, self.s.worker_max_deliveries)
