@@ -209,20 +209,25 @@ async def open_mailer(
     async with (
         _redis(settings, SOCKET_TIMEOUT_SECONDS) as client,
         _pipelined(settings, block_timeout) as reader,
+        _pipelined(settings, SOCKET_TIMEOUT_SECONDS) as commands,
     ):
-        yield MailerDeps(
-            settings=settings,
-            keys=keys,
-            group=Group(
-                client,
-                reader,
-                streams=[keys.events, keys.mailer_replays],
-                group=keys.mailer_group,
-                consumer=settings.worker_name,
-                batch_size=settings.worker_batch_size,
-                claim_idle_ms=settings.worker_claim_idle_ms,
-            ),
-            transport=transport,
-            metrics=MailerMetrics(),
-            tracer=provider.get_tracer(TRACER_NAME),
-        )
+        try:
+            yield MailerDeps(
+                settings=settings,
+                keys=keys,
+                group=Group(
+                    client,
+                    reader,
+                    streams=[keys.events, keys.mailer_replays],
+                    group=keys.mailer_group,
+                    consumer=settings.worker_name,
+                    batch_size=settings.worker_batch_size,
+                    claim_idle_ms=settings.worker_claim_idle_ms,
+                ),
+                commands=commands,
+                transport=transport,
+                metrics=MailerMetrics(),
+                tracer=provider.get_tracer(TRACER_NAME),
+            )
+        finally:
+            await transport.aclose()

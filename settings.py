@@ -107,6 +107,11 @@ class Settings(BaseSettings):
     events_retention_seconds: int = Field(default=7 * 86_400, ge=60)
     # Messages one mailer process sends at once.
     mailer_concurrency: int = Field(default=8, ge=1)
+    # The mailer runs at the lowest CPU priority there is (SCHED_IDLE, nice 19): mail is
+    # background work, so on a host it shares with the web and the workers it takes only
+    # the CPU time they leave, falls behind during a burst (its lag is on the dashboard)
+    # and catches up after. false: the priority it was started with.
+    mailer_background: bool = True
 
     @model_validator(mode="after")
     def _secret_key_in_production(self) -> Self:

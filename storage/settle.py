@@ -19,19 +19,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from storage.autopipeline import Arg, Commands
+from storage.outcomes import PENDING_JSON
 from storage.read_model import PUT_USER
 
 # KEYS: commands stream, events stream, then per entry its outcome key and its user's
 # read-model key (the outcome key again when the outcome names no user; it is not used).
-# ARGV: group, outcome TTL ms, then per entry: entry id, stored outcome, reply channel
-# ('' for none), reply, version, document ('' for none), event count, and per event its
-# field count followed by its field/value pairs.
+# ARGV: group, outcome TTL ms, the pending outcome's bytes, then per entry: entry id,
+# stored outcome, reply channel ('' for none), reply, version, document ('' for none),
+# event count, and per event its field count followed by its field/value pairs.
 # Returns, per entry, how many events it appended.
 _SETTLE = (
     PUT_USER
     + """
-local group, ttl = ARGV[1], ARGV[2]
-local a = 3
+local group, ttl, pending = ARGV[1], ARGV[2], ARGV[3]
+local a = 4
 local appended = {}
 for i = 1, (#KEYS - 2) / 2 do
   local outcome_key, user_key = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
@@ -43,7 +44,8 @@ for i = 1, (#KEYS - 2) / 2 do
   local fresh = acked
   if acked and events > 0 then
     local before = redis.call('GET', outcome_key)
-    if before then
+    -- The usual case is the pending outcome the web wrote: no need to decode it.
+    if before and before ~= pending then
       local ok, parsed = pcall(cjson.decode, before)
       fresh = not (ok and type(parsed) == 'table' and parsed['status'] == 'succeeded')
     end
@@ -99,7 +101,7 @@ async def settle(
 ) -> list[int]:
     """Ack, append, write and reply for the batch; how many events each entry appended."""
     keys = [stream, events_stream]
-    args: list[Arg] = [group, outcome_ttl_ms]
+    args: list[Arg] = [group, outcome_ttl_ms, PENDING_JSON]
     for s in batch:
         keys += (s.outcome_key, s.user_key or s.outcome_key)
         args += (s.entry_id, s.stored, s.reply_channel, s.reply, s.version, s.document)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
+from email.message import EmailMessage
 from html.parser import HTMLParser
 
 import pytest
@@ -10,7 +13,7 @@ from domain import tokens
 from domain.ids import uuid7
 from observability import metrics
 from storage import events
-from workers.mailer.messages import SUBJECT, Verification, compose, verify_link
+from workers.mailer.messages import SUBJECT, Sender, Verification, compose, verify_link
 from workers.mailer.transport import SmtpServer, parse_smtp_url
 
 MAIL_FROM = "Signup service <no-reply@example.com>"
@@ -101,8 +104,16 @@ def _verification(greeting: str, to: str = "ann@example.com") -> Verification:
     )
 
 
+def _message(v: Verification) -> EmailMessage:
+    """The composed bytes as a mail client reads them."""
+    out = compose(Sender.parse(MAIL_FROM), v)
+    message = email.message_from_bytes(out.data, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
 def _parts(v: Verification) -> tuple[str, str]:
-    message = compose(MAIL_FROM, v)
+    message = _message(v)
     text, html = message.get_body(("plain",)), message.get_body(("html",))
     assert text is not None
     assert html is not None
@@ -111,8 +122,12 @@ def _parts(v: Verification) -> tuple[str, str]:
 
 def test_the_message_has_its_headers_and_both_parts() -> None:
     v = _verification("Ann")
-    message = compose(MAIL_FROM, v)
+    out = compose(Sender.parse(MAIL_FROM), v)
+    message = _message(v)
 
+    assert (out.sender, out.recipient, out.smtputf8) == ("no-reply@example.com", v.to, False)
+    assert all(len(line) <= 998 for line in out.data.split(b"\r\n"))  # RFC 5322 limit
+    assert b"\n" not in out.data.replace(b"\r\n", b"")  # CRLF line ends only
     assert message["From"] == MAIL_FROM
     assert message["To"] == "ann@example.com"
     assert message["Subject"] == SUBJECT
@@ -156,3 +171,27 @@ def test_the_link_quotes_the_token() -> None:
 
 def test_the_mailers_event_labels_are_the_event_types() -> None:
     assert tuple(events.EVENT_TYPES) == metrics.EVENT_TYPES
+
+
+def test_a_non_ascii_sender_name_is_encoded_and_the_text_reads_back() -> None:
+    sender = Sender.parse("Zoë Service <no-reply@example.com>")
+    v = _verification("Zoë")
+    out = compose(sender, v)
+
+    assert out.data.isascii()  # the name is RFC 2047-encoded, the bodies base64
+    message = email.message_from_bytes(out.data, policy=email.policy.default)
+    assert message["From"] == "Zoë Service <no-reply@example.com>"
+    assert "Hello Zoë," in out.text
+
+
+def test_an_internationalised_recipient_asks_for_smtputf8() -> None:
+    out = compose(Sender.parse(MAIL_FROM), _verification("Ann", to="anné@bücher.example"))
+
+    assert out.smtputf8
+    assert "To: anné@bücher.example".encode() in out.data
+
+
+@pytest.mark.parametrize("bad", ["no address", "Evil <a@b.example>\r\nBcc: x@y.example"])
+def test_a_bad_mail_from_is_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="MAIL_FROM"):
+        Sender.parse(bad)
