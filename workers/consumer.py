@@ -312,14 +312,8 @@ class Consumer:
     async def reclaim(self) -> int:
         """Take over entries idle past the threshold on any consumer (a dead one, most
         likely) and process them; returns how many were taken."""
-        taken = 0
-        async for deliveries in self.group.stale():
-            taken += len(deliveries)
-            self.w.metrics.reclaimed.add({}, len(deliveries))
-            logger.warning("pending.reclaimed", count=len(deliveries))
-            await self.process_redelivered(deliveries)
-            if self.stopping.is_set():
-                break
+        taken = await self.group.reclaim(self.process_redelivered, self.stopping)
+        self.w.metrics.reclaimed.add({}, taken)
         return taken
 
     async def _every(self, period: float, job: Callable[[], Awaitable[object]]) -> None:

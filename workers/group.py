@@ -139,6 +139,20 @@ class Group:
                 if cursor == "0-0":
                     break
 
+    async def reclaim(
+        self, handle: Callable[[list[Delivery]], Awaitable[object]], stopping: anyio.Event
+    ) -> int:
+        """Take over entries idle past ``claim_idle_ms`` on any consumer (a dead one, most
+        likely) and hand them to ``handle`` a page at a time; how many were taken."""
+        taken = 0
+        async for deliveries in self.stale():
+            taken += len(deliveries)
+            logger.warning("pending.reclaimed", count=len(deliveries))
+            await handle(deliveries)
+            if stopping.is_set():
+                break
+        return taken
+
     async def delivery_counts(self, deliveries: Sequence[Delivery]) -> dict[str, int]:
         counts: dict[str, int] = {}
         for stream in {d.stream for d in deliveries}:

@@ -254,14 +254,7 @@ class Mailer:
         await self.handle(fresh)
 
     async def reclaim(self) -> int:
-        taken = 0
-        async for deliveries in self.group.stale():
-            taken += len(deliveries)
-            logger.warning("pending.reclaimed", count=len(deliveries))
-            await self.handle_redelivered(deliveries)
-            if self.stopping.is_set():
-                break
-        return taken
+        return await self.group.reclaim(self.handle_redelivered, self.stopping)
 
     async def trim_replays(self) -> int:
         # A replayed dead letter has no history worth keeping once the mailer took it.
